@@ -1,0 +1,54 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PORT   ?= 8000
+SEEDS  ?= ../shared/seeds
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format openapi cite manifest lock clean
+
+# Creates or reuses .venv; reinstalls when the dependency files change.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Serves on 127.0.0.1:$(PORT) with gunicorn. With the source texts beside the project, every
+# citation is verified against them at start-up.
+run: $(STAMP)
+	@if [ -d "$(SEEDS)" ]; then echo "verifying citations against $(SEEDS)"; fi
+	TRIAGE_SOURCE_TEXTS_DIR=$(if $(wildcard $(SEEDS)),$(abspath $(SEEDS)),) PORT=$(PORT) \
+		exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'service:create_app()'
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Regenerate the committed OpenAPI document from the schemas.
+openapi: $(STAMP)
+	$(BIN)/python -m service.openapi > openapi.yaml
+
+# Knowledge authoring (needs the source texts): rebuild the source manifest / fill citation spans.
+manifest: $(STAMP)
+	$(BIN)/python tools/author.py manifest $(SEEDS)
+cite: $(STAMP)
+	$(BIN)/python tools/author.py cite $(SEEDS)
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^legraise-triage' > constraints.new
+	{ head -1 constraints.txt; cat constraints.new; } > constraints.txt && rm constraints.new
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

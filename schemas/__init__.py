@@ -1,0 +1,1 @@
+"""marshmallow schemas: the HTTP contract. openapi.yaml is generated from them."""

@@ -1,0 +1,190 @@
+"""POST /v1/triage: request and response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from schemas.base import StrictInteger, StrictSchema, choice, choice_list, tri
+
+SENSORY_AREAS = ("anterior_thigh", "groin", "inner_thigh", "genital", "posterior_leg", "lower_leg", "foot")
+PAIN_LOCATIONS = ("low_back", "front_of_hip", "groin", "anterior_thigh", "posterior_leg", "both_legs")
+LEVELS = ("emergency", "urgent", "routine", "self_care")
+
+
+# --- request ------------------------------------------------------------------------------------
+class Patient(StrictSchema):
+    age = StrictInteger(validate=validate.Range(0, 130), metadata={"description": "Age in years."})
+    sex = choice(("female", "male", "other", "unknown"), "Sex.")
+
+
+class StraightLegRaise(StrictSchema):
+    result = choice(
+        ("normal", "weak", "unable", "pain_limited", "not_tested"),
+        "Active straight leg raise lying on the back. not_tested counts as unknown.",
+    )
+    side = choice(("left", "right", "both"), "Side of the failed raise.")
+
+
+class Sensation(StrictSchema):
+    status = choice(("normal", "reduced", "absent", "unknown"), "Skin sensation in the legs.")
+    areas = choice_list(
+        SENSORY_AREAS,
+        "Where sensation is reduced or absent. Groin, inner thigh and genital "
+        "count as saddle-area numbness. Not allowed with status normal.",
+    )
+
+    @validates_schema
+    def _areas_need_abnormal_status(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("status") == "normal" and data.get("areas"):
+            raise ValidationError("Areas of abnormal sensation contradict status normal.", "areas")
+
+
+class Pain(StrictSchema):
+    locations = choice_list(PAIN_LOCATIONS, "Where the pain is; the list is taken as complete.")
+    severity = StrictInteger(validate=validate.Range(0, 10), metadata={"description": "0 (none) to 10 (worst)."})
+    unrelenting = tri("Constant pain not eased by rest or position.")
+
+
+class History(StrictSchema):
+    onset = choice(("sudden", "gradual", "unknown"), "How the problem began.")
+    progression = choice(("improving", "stable", "progressive", "rapid", "unknown"), "Course since onset.")
+    trauma = tri("Began after a fall, blow or other injury.")
+    activity_at_onset = choice(
+        ("sprint_or_kick", "leg_raise_exercise", "other", "unknown"), "What the patient was doing when it began."
+    )
+    prolonged_sitting = tri("Long periods of sitting.")
+    recent_immobility = tri("Recent inactivity, for example after surgery.")
+
+
+class Systemic(StrictSchema):
+    fever = tri("Fever.")
+    weight_loss = tri("Unexplained weight loss.")
+
+
+class Hip(StrictSchema):
+    clicking = tri("Clicking or snapping of the hip.")
+    catching_or_locking = tri("Catching or locking of the hip.")
+    range_reduced = tri("Reduced hip range of movement.")
+    front_tenderness = tri("Tenderness at the front of the hip or groin.")
+
+
+class Function(StrictSchema):
+    walking_affected = tri("Walking or daily activities clearly affected.")
+    back_arches_on_lift = tri("The lower back arches when the leg is lifted.")
+
+
+class Findings(StrictSchema):
+    slr = fields.Nested(StraightLegRaise)
+    sensation = fields.Nested(Sensation)
+    saddle_numbness = tri("New or worse numbness of the groin, inner thighs or genitals.")
+    bladder = choice(("normal", "retention", "incontinence", "unknown"), "Bladder function.")
+    bowel = choice(("normal", "incontinence", "unknown"), "Bowel control.")
+    pain = fields.Nested(Pain)
+    history = fields.Nested(History)
+    systemic = fields.Nested(Systemic)
+    hip = fields.Nested(Hip)
+    function = fields.Nested(Function)
+
+
+class TriageRequest(StrictSchema):
+    patient = fields.Nested(Patient)
+    findings = fields.Nested(
+        Findings,
+        required=True,
+        metadata={"description": "Exam findings. Every omitted finding is unknown, never absent."},
+    )
+
+
+# --- response -----------------------------------------------------------------------------------
+class CitationOut(StrictSchema):
+    source = fields.String(required=True, metadata={"description": "Source id (see /v1/sources)."})
+    file = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"description": "What kind of text the source is."})
+    authority = choice(
+        ("clinical", "fitness"), "clinical: explanatory clinical article; fitness: fitness material.", required=True
+    )
+    section = fields.String(required=True)
+    heading = fields.String(required=True, allow_none=True)
+    paragraph = fields.Integer(required=True, metadata={"description": "1-based, within the section."})
+    start = fields.Integer(required=True, metadata={"description": "Character offset into the text (inclusive)."})
+    end = fields.Integer(required=True, metadata={"description": "Character offset (exclusive)."})
+    sha256 = fields.String(required=True, metadata={"description": "SHA-256 of the span's UTF-8 bytes."})
+
+
+class TriageLevel(StrictSchema):
+    level = choice(LEVELS, "Most to least urgent: emergency, urgent, routine, self_care.", required=True)
+    label = fields.String(required=True)
+    action = fields.String(required=True)
+    provisional = fields.Boolean(
+        required=True,
+        metadata={"description": "True when an unknown finding could, if abnormal, raise the level (see missing)."},
+    )
+    rules = fields.List(fields.String(), required=True, metadata={"description": "Rules that set the level."})
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
+class CauseOut(StrictSchema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    about = fields.String(required=True)
+    strength = choice(("strong", "moderate", "weak"), "From the score.", required=True)
+    score = fields.Integer(required=True, metadata={"description": "Sum of rule weights for and against."})
+    supporting = fields.List(fields.String(), required=True, metadata={"description": "Finding paths for."})
+    conflicting = fields.List(fields.String(), required=True, metadata={"description": "Finding paths against."})
+    rules = fields.List(fields.String(), required=True)
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
+class ReferralOut(StrictSchema):
+    to = choice(
+        ("emergency_department", "physician", "neurologist", "orthopedist", "physical_therapist", "self_management"),
+        "Who should see the patient.",
+        required=True,
+    )
+    urgency = choice(("emergency", "urgent", "routine", "if_persistent", "self_care"), "How soon.", required=True)
+    tests = fields.List(fields.String(validate=validate.OneOf(("mri", "nerve_conduction_study"))), required=True)
+    rules = fields.List(fields.String(), required=True)
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
+class AdviceOut(StrictSchema):
+    id = fields.String(required=True)
+    text = fields.String(required=True)
+    rules = fields.List(fields.String(), required=True)
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
+class MissingOut(StrictSchema):
+    field = fields.String(required=True, metadata={"description": "Request path of the unknown finding."})
+    question = fields.String(required=True)
+    could_raise_to = choice(LEVELS, "The most urgent level an abnormal answer could lead to.", required=True)
+    rules = fields.List(fields.String(), required=True, metadata={"description": "Rules waiting on it."})
+
+
+class Matched(StrictSchema):
+    field = fields.String(required=True)
+    value = fields.Raw(required=True, metadata={"description": "The reported value (string, integer or list)."})
+
+
+class TraceOut(StrictSchema):
+    rule = fields.String(required=True)
+    statement = fields.String(required=True)
+    matched = fields.List(fields.Nested(Matched), required=True)
+
+
+class KnowledgeRef(StrictSchema):
+    version = fields.String(required=True)
+    sha256 = fields.String(required=True, metadata={"description": "SHA-256 over the canonical knowledge base."})
+
+
+class TriageResponse(StrictSchema):
+    triage = fields.Nested(TriageLevel, required=True)
+    causes = fields.List(fields.Nested(CauseOut), required=True, metadata={"description": "Most likely first."})
+    referrals = fields.List(fields.Nested(ReferralOut), required=True)
+    advice = fields.List(fields.Nested(AdviceOut), required=True)
+    missing = fields.List(fields.Nested(MissingOut), required=True)
+    trace = fields.List(fields.Nested(TraceOut), required=True, metadata={"description": "Every rule that fired."})
+    knowledge = fields.Nested(KnowledgeRef, required=True)
+    disclaimer = fields.String(required=True)

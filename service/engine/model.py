@@ -1,0 +1,118 @@
+"""The loaded, validated knowledge base: immutable data the evaluator reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.engine.logic import Condition
+
+
+@dataclass(frozen=True)
+class Citation:
+    id: str
+    source: str
+    file: str
+    source_sha256: str
+    kind: str
+    authority: str  # clinical | fitness
+    section: str
+    heading: str | None
+    paragraph: int
+    start: int
+    end: int
+    sha256: str
+
+    def locator(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "file": self.file,
+            "kind": self.kind,
+            "authority": self.authority,
+            "section": self.section,
+            "heading": self.heading,
+            "paragraph": self.paragraph,
+            "start": self.start,
+            "end": self.end,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    kind: str  # tri | enum | set | int
+    values: tuple[Any, ...] = ()
+    unknown: frozenset[Any] = frozenset()
+    normal: frozenset[Any] = frozenset()
+    minimum: int | None = None
+    maximum: int | None = None
+    question: str = ""
+
+    def abnormal_values(self) -> tuple[Any, ...]:
+        return tuple(v for v in self.values if v not in self.normal and v not in self.unknown)
+
+
+@dataclass(frozen=True)
+class Referral:
+    to: str
+    urgency: str
+    tests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    statement: str
+    when: Condition
+    when_source: Any  # the condition as written, for documentation
+    citations: tuple[Citation, ...]
+    level: str | None = None
+    causes: tuple[tuple[str, int], ...] = ()
+    referrals: tuple[Referral, ...] = ()
+    advice: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Level:
+    id: str
+    rank: int  # 0 = most urgent
+    label: str
+    action: str
+    referral: str
+
+
+@dataclass(frozen=True)
+class Cause:
+    id: str
+    name: str
+    about: str
+    citations: tuple[Citation, ...]
+
+
+@dataclass(frozen=True)
+class Advice:
+    id: str
+    text: str
+    up_to: str
+    citations: tuple[Citation, ...]
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    version: str
+    sha256: str
+    sources: tuple[dict[str, Any], ...]
+    citations: dict[str, Citation]
+    findings: dict[str, Finding]
+    levels: dict[str, Level]
+    causes: dict[str, Cause]
+    advice: dict[str, Advice]
+    rules: tuple[Rule, ...]
+    referral_targets: tuple[str, ...]
+    tests: tuple[str, ...]
+    urgencies: tuple[str, ...]
+    rules_by_id: dict[str, Rule] = field(default_factory=dict)
+
+    def level_by_rank(self, rank: int) -> Level:
+        return next(lv for lv in self.levels.values() if lv.rank == rank)

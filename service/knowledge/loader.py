@@ -1,0 +1,295 @@
+"""Load and validate the knowledge base. Any problem stops start-up with every message at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service.engine.logic import All, Any_, Atom, Condition
+from service.engine.model import (
+    Advice,
+    Cause,
+    Citation,
+    Finding,
+    KnowledgeBase,
+    Level,
+    Referral,
+    Rule,
+)
+
+BUNDLED = Path(__file__).resolve().parent
+FILES = ("sources", "citations", "findings", "catalog", "rules")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+OPS = {"tri": {"is", "in"}, "enum": {"is", "in"}, "set": {"has", "has_any"}, "int": {"at_least"}}
+TRI_VALUES = ("present", "absent", "unknown")
+
+
+class KnowledgeError(Exception):
+    """The knowledge base is invalid; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid knowledge base:\n  - " + "\n  - ".join(problems))
+
+
+def load_knowledge(folder: Path | str | None = None) -> KnowledgeBase:
+    folder = Path(folder) if folder else BUNDLED
+    docs = {name: _read_yaml(folder / f"{name}.yaml") for name in FILES}
+    return _Builder(docs).build()
+
+
+def canonical_hash(docs: dict[str, Any]) -> str:
+    blob = json.dumps(docs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise KnowledgeError([f"{path.name}: cannot read: {exc}"]) from exc
+
+
+class _Builder:
+    def __init__(self, docs: dict[str, Any]):
+        self.docs = docs
+        self.problems: list[str] = []
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def build(self) -> KnowledgeBase:
+        catalog = self.docs["catalog"]
+        sources = {s["id"]: s for s in self.docs["sources"]["sources"]}
+        citations = self._citations(sources)
+        findings = self._findings()
+        self.derived = self.docs["findings"].get("derived", {})
+        self.findings = findings
+        levels = {
+            lid: Level(lid, rank, spec["label"], spec["action"], spec["referral"])
+            for rank, (lid, spec) in enumerate(catalog["levels"].items())
+        }
+        self.levels, self.targets = levels, tuple(catalog["referral_targets"])
+        self.tests, self.urgencies = tuple(catalog["tests"]), tuple(catalog["urgencies"])
+        causes = {
+            cid: Cause(cid, c["name"], c["about"], self._cite(citations, c["citations"], f"cause {cid}"))
+            for cid, c in catalog["causes"].items()
+        }
+        advice = {
+            aid: Advice(aid, a["text"], a["up_to"], self._cite(citations, a["citations"], f"advice {aid}"))
+            for aid, a in catalog["advice"].items()
+        }
+        for aid, a in advice.items():
+            if a.up_to not in levels:
+                self.problem(f"advice {aid}: unknown level {a.up_to!r}")
+        for lid, lv in levels.items():
+            if lv.referral not in self.targets:
+                self.problem(f"level {lid}: unknown referral target {lv.referral!r}")
+        self.causes, self.advice = causes, advice
+        rules = tuple(self._rule(r, citations) for r in self.docs["rules"]["rules"])
+        self._check_rule_set(rules)
+        if self.problems:
+            raise KnowledgeError(self.problems)
+        return KnowledgeBase(
+            version=str(catalog["version"]),
+            sha256=canonical_hash(self.docs),
+            sources=tuple(self.docs["sources"]["sources"]),
+            citations=citations,
+            findings=findings,
+            levels=levels,
+            causes=causes,
+            advice=advice,
+            rules=rules,
+            referral_targets=self.targets,
+            tests=self.tests,
+            urgencies=self.urgencies,
+            rules_by_id={r.id: r for r in rules},
+        )
+
+    # -- citations ----------------------------------------------------------------------------
+    def _citations(self, sources: dict[str, dict]) -> dict[str, Citation]:
+        out = {}
+        for cid, c in self.docs["citations"]["citations"].items():
+            src = sources.get(c.get("source"))
+            if src is None:
+                self.problem(f"citation {cid}: unknown source {c.get('source')!r}")
+                continue
+            section = next((s for s in src["sections"] if s["id"] == c.get("section")), None)
+            if section is None:
+                self.problem(f"citation {cid}: source {src['id']} has no section {c.get('section')!r}")
+                continue
+            paras = section["paragraphs"]
+            n = c.get("paragraph")
+            if not isinstance(n, int) or not 1 <= n <= len(paras):
+                self.problem(f"citation {cid}: section {section['id']} has no paragraph {n!r}")
+                continue
+            p0, p1 = paras[n - 1]
+            start, end, digest = c.get("start"), c.get("end"), c.get("sha256")
+            if not (isinstance(start, int) and isinstance(end, int) and p0 <= start < end <= p1):
+                self.problem(f"citation {cid}: span {start}-{end} is not inside paragraph {n} ({p0}-{p1})")
+                continue
+            if not (isinstance(digest, str) and SHA256.match(digest)):
+                self.problem(f"citation {cid}: sha256 missing or malformed")
+                continue
+            out[cid] = Citation(
+                cid,
+                src["id"],
+                src["file"],
+                src["sha256"],
+                src["kind"],
+                src["authority"],
+                section["id"],
+                section["heading"],
+                n,
+                start,
+                end,
+                digest,
+            )
+        return out
+
+    def _cite(self, citations: dict[str, Citation], ids: list[str], owner: str) -> tuple[Citation, ...]:
+        if not ids:
+            self.problem(f"{owner}: has no citation")
+        found = []
+        for cid in ids or ():
+            if cid in citations:
+                found.append(citations[cid])
+            else:
+                self.problem(f"{owner}: unknown citation {cid!r}")
+        return tuple(found)
+
+    # -- findings and conditions ----------------------------------------------------------------
+    def _findings(self) -> dict[str, Finding]:
+        out = {}
+        for path, f in self.docs["findings"]["findings"].items():
+            kind = f["kind"]
+            values = TRI_VALUES if kind == "tri" else tuple(f.get("values", ()))
+            unknown = {"unknown"} if kind == "tri" else set(f.get("unknown", ()))
+            normal = {"absent"} if kind == "tri" else set(f.get("normal", ()))
+            if kind not in OPS:
+                self.problem(f"finding {path}: unknown kind {kind!r}")
+            if not f.get("question"):
+                self.problem(f"finding {path}: has no question")
+            out[path] = Finding(
+                path,
+                kind,
+                values,
+                frozenset(unknown),
+                frozenset(normal),
+                f.get("min"),
+                f.get("max"),
+                f.get("question", ""),
+            )
+        return out
+
+    def _condition(self, spec: Any, owner: str, depth: int = 0) -> Condition:
+        if depth > 20 or not isinstance(spec, dict) or len(spec) == 0:
+            self.problem(f"{owner}: malformed condition {spec!r}")
+            return All(())
+        if "all" in spec or "any" in spec:
+            key = "all" if "all" in spec else "any"
+            items = tuple(self._condition(s, owner, depth + 1) for s in spec[key])
+            return All(items) if key == "all" else Any_(items)
+        if "ref" in spec:
+            if spec["ref"] not in self.derived:
+                self.problem(f"{owner}: unknown derived condition {spec['ref']!r}")
+                return All(())
+            return self._condition(self.derived[spec["ref"]], f"{owner} ({spec['ref']})", depth + 1)
+        return self._atom(spec, owner)
+
+    def _atom(self, spec: dict, owner: str) -> Condition:
+        path = spec.get("fact")
+        finding = self.findings.get(path)
+        ops = [k for k in spec if k != "fact"]
+        if finding is None:
+            self.problem(f"{owner}: unknown finding {path!r}")
+            return All(())
+        if len(ops) != 1 or ops[0] not in OPS[finding.kind]:
+            self.problem(f"{owner}: {path} ({finding.kind}) cannot be tested with {ops}")
+            return All(())
+        op, value = ops[0], spec[ops[0]]
+        if op == "at_least":
+            if not isinstance(value, int) or not finding.minimum <= value <= finding.maximum:
+                self.problem(f"{owner}: {path} bound {value!r} out of range")
+            return Atom(path, op, value)
+        wanted = value if op in ("in", "has_any") else [value]
+        for v in wanted:
+            if v not in finding.values or v in finding.unknown:
+                self.problem(f"{owner}: {path} has no value {v!r} to test for")
+        if op in ("in", "has_any"):
+            value = frozenset(value)
+        return Atom(path, op, value)
+
+    # -- rules ----------------------------------------------------------------------------------
+    def _rule(self, spec: dict, citations: dict[str, Citation]) -> Rule:
+        rid = spec.get("id", "?")
+        owner = f"rule {rid}"
+        then = spec.get("then") or {}
+        when = self._condition(spec.get("when"), owner)
+        rule = Rule(
+            id=rid,
+            statement=spec.get("statement", ""),
+            when=when,
+            when_source=spec.get("when"),
+            citations=self._cite(citations, spec.get("citations"), owner),
+            level=then.get("level"),
+            causes=tuple((then.get("causes") or {}).items()),
+            referrals=tuple(
+                Referral(r["to"], r["urgency"], tuple(r.get("tests", ()))) for r in then.get("referrals", ())
+            ),
+            advice=tuple(then.get("advice", ())),
+        )
+        self._check_rule(rule, owner)
+        return rule
+
+    def _check_rule(self, rule: Rule, owner: str) -> None:
+        if not rule.statement:
+            self.problem(f"{owner}: has no statement")
+        if not (rule.level or rule.causes or rule.referrals or rule.advice):
+            self.problem(f"{owner}: has no effect")
+        for cid, weight in rule.causes:
+            if cid not in self.causes:
+                self.problem(f"{owner}: unknown cause {cid!r}")
+            if not isinstance(weight, int) or weight == 0:
+                self.problem(f"{owner}: cause {cid} needs a non-zero integer weight")
+        for ref in rule.referrals:
+            if ref.to not in self.targets or ref.urgency not in self.urgencies:
+                self.problem(f"{owner}: unknown referral {ref.to!r}/{ref.urgency!r}")
+            for test in ref.tests:
+                if test not in self.tests:
+                    self.problem(f"{owner}: unknown test {test!r}")
+        for aid in rule.advice:
+            if aid not in self.advice:
+                self.problem(f"{owner}: unknown advice {aid!r}")
+        if rule.level is None:
+            return
+        if rule.level not in self.levels:
+            self.problem(f"{owner}: unknown level {rule.level!r}")
+            return
+        # Safety: a level may only be set by abnormal findings (monotonicity), and a level above
+        # self-care needs a clinical source, not fitness material alone.
+        for atom in rule.when.atoms():
+            finding = self.findings[atom.fact]
+            tested = atom.value if isinstance(atom.value, frozenset) else {atom.value}
+            if atom.op in ("is", "in") and tested & (finding.normal | finding.unknown):
+                self.problem(f"{owner}: sets a level from a normal value of {atom.fact}")
+        bottom = list(self.levels)[-1]
+        if rule.level != bottom and not any(c.authority == "clinical" for c in rule.citations):
+            self.problem(f"{owner}: a level above {bottom} needs a clinical source")
+
+    def _check_rule_set(self, rules: tuple[Rule, ...]) -> None:
+        ids = [r.id for r in rules]
+        for rid in {i for i in ids if ids.count(i) > 1}:
+            self.problem(f"rule {rid}: id used more than once")
+        supported = {cid for r in rules for cid, w in r.causes if w > 0}
+        for cid in self.causes:
+            if cid not in supported:
+                self.problem(f"cause {cid}: no rule can suggest it")
+        bottom = list(self.levels)[-1]
+        if not any(r.level == bottom and not r.when.atoms() for r in rules):
+            self.problem(f"no baseline rule: one rule must always set {bottom}")

@@ -1,0 +1,97 @@
+"""JSON logs through structlog. Events carry ids, counts and timings only, never request content."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+
+import flask
+import structlog
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_configured = False
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Route structlog and stdlib logging (gunicorn, werkzeug) to JSON lines on stdout."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            # No exception text or locals: messages and locals can carry request values.
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _drop_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("werkzeug").setLevel("WARNING")
+
+
+def _drop_exc_info(logger: object, name: str, event: dict) -> dict:
+    event.pop("exc_info", None)
+    event.pop("exception", None)
+    return event
+
+
+log = structlog.get_logger("service")
+
+
+def init_request_logging(app: flask.Flask) -> None:
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.log_exception = _log_exception  # type: ignore[method-assign]
+
+
+def _start_request() -> None:
+    incoming = flask.request.headers.get("X-Request-ID", "")
+    request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    flask.g.request_id = request_id
+    flask.g.started = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def _finish_request(response: flask.Response) -> flask.Response:
+    request_id = flask.g.get("request_id")
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    started = flask.g.get("started")
+    rule = flask.request.url_rule
+    log.info(
+        "request",
+        method=flask.request.method,
+        route=rule.rule if rule else None,
+        status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+    )
+    return response
+
+
+def _log_exception(exc_info: tuple) -> None:
+    exc_type, _, tb = exc_info
+    frames = [f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_tb(tb)]
+    log.error("unhandled_error", error_type=exc_type.__name__ if exc_type else None, frames=frames)

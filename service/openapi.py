@@ -1,0 +1,9 @@
+"""Print the OpenAPI document generated from the schemas: python -m service.openapi > openapi.yaml"""
+
+import sys
+
+from service.app import create_app, spec_yaml
+
+if __name__ == "__main__":
+    app = create_app({"LOG_LEVEL": "WARNING"})
+    sys.stdout.write(spec_yaml(app.extensions["triage_api"]))

@@ -1,0 +1,147 @@
+"""RFC 9457 problem+json for every error, and strict JSON request parsing."""
+
+from __future__ import annotations
+
+import http
+import json
+from typing import Any, NoReturn
+
+import flask
+import flask_smorest
+from flask_smorest.utils import prepare_response
+from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.exceptions import HTTPException
+
+from schemas.problem import Problem
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemApi(flask_smorest.Api):
+    """flask-smorest's Api with problem+json errors that keep protocol headers such as Allow."""
+
+    ERROR_SCHEMA = Problem
+
+    def handle_http_exception(self, error: HTTPException) -> flask.Response:
+        data = getattr(error, "data", None) or {}
+        body: dict[str, Any] = {"type": "about:blank", "title": error.name, "status": error.code}
+        detail = data.get("message") or _default_detail(error)
+        if detail:
+            body["detail"] = detail
+        if "messages" in data:
+            body["errors"] = _field_errors(data["messages"])
+            body["detail"] = "The request does not match the schema; see errors."
+        request_id = flask.g.get("request_id")
+        if request_id:
+            body["request_id"] = request_id
+        response = flask.jsonify(body)
+        response.status_code = error.code
+        response.mimetype = PROBLEM_JSON
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
+        return response
+
+    def _register_responses(self) -> None:
+        # Same as flask-smorest's, but documents errors as application/problem+json.
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+def _default_detail(error: HTTPException) -> str | None:
+    # Werkzeug's own descriptions never contain request data; a 500 says nothing of internals.
+    if error.code == 500:
+        return "The server could not complete the request. It has been logged with the request id."
+    return error.description
+
+
+def _field_error(path: list[str], message: str) -> dict[str, str]:
+    pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in path)
+    return {"field": ".".join(path) or "(body)", "pointer": "#" + pointer, "detail": message}
+
+
+def _field_errors(messages: dict[str, Any]) -> list[dict[str, str]]:
+    """Flatten webargs/marshmallow messages {"json": {"a": {"b": ["msg"]}}} into one entry per message."""
+    out: list[dict[str, str]] = []
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                # marshmallow files errors about a whole object under "_schema"
+                walk(child, path if key == "_schema" else [*path, str(key)])
+        elif isinstance(node, list) and all(isinstance(m, str) for m in node):
+            for message in node:
+                out.append(_field_error(path, message))
+        else:
+            out.append(_field_error(path, str(node)))
+
+    for location, node in messages.items():
+        walk(node, [] if location == "json" else [location])
+    return out
+
+
+class InvalidJSON(json.JSONDecodeError):
+    def __init__(self, reason: str):
+        super().__init__(reason, "(body)", 0)
+        self.reason = reason
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise InvalidJSON("duplicate object key")  # a later duplicate would silently override a finding
+    return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise InvalidJSON("NaN and Infinity are not JSON")
+
+
+def parse_strict_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise InvalidJSON("empty body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJSON("body is not valid UTF-8") from exc
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise InvalidJSON("nesting too deep") from exc
+    except InvalidJSON:
+        raise
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON("malformed JSON") from exc
+
+
+class StrictJSONParser(FlaskParser):
+    """JSON bodies must say they are JSON (else 415) and be unambiguous (else 400)."""
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        if not is_json_request(req):
+            abort(415, message="Send the body as application/json.")
+        return parse_strict_json(req.get_data(cache=True))
+
+    def _handle_invalid_json_error(self, error: Exception, req: flask.Request, *args: Any, **kwargs: Any) -> NoReturn:
+        reason = getattr(error, "reason", "malformed JSON")
+        abort(400, message=f"Invalid JSON body: {reason}.")
+
+    def load_json(self, req: flask.Request, schema: Any) -> Any:
+        # webargs treats an empty document as "missing"; here it is a malformed request.
+        try:
+            return self._raw_load_json(req)
+        except json.JSONDecodeError as exc:
+            return self._handle_invalid_json_error(exc, req)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = StrictJSONParser()
