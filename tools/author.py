@@ -44,6 +44,14 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def short_heading(heading: str, max_words: int = 8) -> str:
+    """Headings identify sections; a long one is cut so the project never repeats ten words of a text."""
+    tokens = heading.split()
+    while len(re.findall(r"[a-z0-9]+", " ".join(tokens).lower())) > max_words:
+        tokens.pop()
+    return heading if len(tokens) == len(heading.split()) else " ".join(tokens) + " …"
+
+
 def build_source(layout: dict, text: str) -> dict:
     lines = _line_spans(text)
     sections = []
@@ -56,7 +64,7 @@ def build_source(layout: dict, text: str) -> dict:
         body_from = first
         if has_heading:
             h0, h1 = _strip_span(text, *lines[first])
-            heading = text[h0:h1]
+            heading = short_heading(text[h0:h1])
             body_from = first + 1
         paragraphs = []
         for s, e in lines[body_from:last]:

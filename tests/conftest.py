@@ -1,0 +1,50 @@
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service import create_app
+from service.engine import evaluate
+from service.knowledge import load_knowledge
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kb():
+    return load_knowledge()
+
+
+@pytest.fixture(scope="session")
+def app():
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def seeds_dir() -> Path:
+    """The source texts: SEEDS_DIR (set by `make test`) or ../shared/seeds. CI always has them."""
+    folder = Path(os.environ.get("SEEDS_DIR") or ROOT.parent / "shared" / "seeds")
+    if not folder.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"source texts not found at {folder}; CI must have them")
+        pytest.skip(f"source texts not at hand ({folder}); set SEEDS_DIR to check citations")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def triage(kb):
+    """Evaluate findings with the bundled knowledge base (engine only, no HTTP)."""
+
+    def run(findings: dict[str, Any], patient: dict[str, Any] | None = None) -> dict[str, Any]:
+        request: dict[str, Any] = {"findings": findings}
+        if patient:
+            request["patient"] = patient
+        return evaluate(kb, request)
+
+    return run

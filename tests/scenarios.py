@@ -1,0 +1,52 @@
+"""Helpers to write clinical scenarios as a complete exam plus the findings that differ."""
+
+import copy
+from typing import Any
+
+# Every finding answered and normal: no red flag is unknown, so the answer is not provisional.
+ALL_CLEAR: dict[str, Any] = {
+    "slr": {"result": "normal", "side": "left"},
+    "sensation": {"status": "normal"},
+    "saddle_numbness": "absent",
+    "bladder": "normal",
+    "bowel": "normal",
+    "pain": {"locations": [], "severity": 0, "unrelenting": "absent"},
+    "history": {
+        "onset": "gradual",
+        "progression": "stable",
+        "trauma": "absent",
+        "activity_at_onset": "other",
+        "prolonged_sitting": "absent",
+        "recent_immobility": "absent",
+    },
+    "systemic": {"fever": "absent", "weight_loss": "absent"},
+    "hip": {"clicking": "absent", "catching_or_locking": "absent", "range_reduced": "absent", "front_tenderness": "absent"},
+    "function": {"walking_affected": "absent", "back_arches_on_lift": "absent"},
+}
+
+
+def exam(changes: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ALL_CLEAR (or base) with dotted-path changes; a value of None removes the finding (unknown)."""
+    findings = copy.deepcopy(ALL_CLEAR if base is None else base)
+    for path, value in (changes or {}).items():
+        *parents, leaf = path.split(".")
+        node = findings
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return findings
+
+
+def fired(result: dict[str, Any]) -> set[str]:
+    return {t["rule"] for t in result["trace"]}
+
+
+def cause_ids(result: dict[str, Any]) -> list[str]:
+    return [c["id"] for c in result["causes"]]
+
+
+def referral(result: dict[str, Any], to: str) -> dict[str, Any] | None:
+    return next((r for r in result["referrals"] if r["to"] == to), None)
