@@ -16,6 +16,7 @@ from service.problem import ProblemApi
 
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     app = flask.Flask(__name__)
+    app.json.sort_keys = False  # keep the answer's order: triage level first
     app.config.from_object(DefaultConfig)
     app.config.from_prefixed_env("TRIAGE")
     if config:

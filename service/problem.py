@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from schemas.problem import Problem
 
 PROBLEM_JSON = "application/problem+json"
+UNKNOWN_FIELD = "Unknown field."  # marshmallow's message for a key the schema does not define
 
 
 class ProblemApi(flask_smorest.Api):
@@ -76,8 +77,10 @@ def _field_errors(messages: dict[str, Any]) -> list[dict[str, str]]:
     def walk(node: Any, path: list[str]) -> None:
         if isinstance(node, dict):
             for key, child in node.items():
-                # marshmallow files errors about a whole object under "_schema"
-                walk(child, path if key == "_schema" else [*path, str(key)])
+                # marshmallow files errors about a whole object under "_schema"; a client key of that
+                # name is an unknown field and keeps its own path.
+                whole_object = key == "_schema" and child != [UNKNOWN_FIELD]
+                walk(child, path if whole_object else [*path, str(key)])
         elif isinstance(node, list) and all(isinstance(m, str) for m in node):
             for message in node:
                 out.append(_field_error(path, message))
@@ -121,6 +124,8 @@ def parse_strict_json(raw: bytes) -> Any:
         raise
     except json.JSONDecodeError as exc:
         raise InvalidJSON("malformed JSON") from exc
+    except ValueError as exc:  # json raises a bare ValueError for integers over 4300 digits
+        raise InvalidJSON("number too long") from exc
 
 
 class StrictJSONParser(FlaskParser):

@@ -20,7 +20,12 @@ ALL_CLEAR: dict[str, Any] = {
         "recent_immobility": "absent",
     },
     "systemic": {"fever": "absent", "weight_loss": "absent"},
-    "hip": {"clicking": "absent", "catching_or_locking": "absent", "range_reduced": "absent", "front_tenderness": "absent"},
+    "hip": {
+        "clicking": "absent",
+        "catching_or_locking": "absent",
+        "range_reduced": "absent",
+        "front_tenderness": "absent",
+    },
     "function": {"walking_affected": "absent", "back_arches_on_lift": "absent"},
 }
 

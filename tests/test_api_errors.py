@@ -198,14 +198,6 @@ def test_422_pointer_escapes_per_rfc_6901(client):
     assert body["errors"] == [{"field": "findings.a/b~c", "pointer": "#/findings/a~1b~0c", "detail": "Unknown field."}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "service/problem.py _field_errors (line 80) treats every key named '_schema' as marshmallow's "
-        "whole-object key, so an unknown client key '_schema' is reported as field 'findings' "
-        "(pointer '#/findings') instead of 'findings._schema'"
-    ),
-)
 def test_422_unknown_key_named_schema_is_reported_at_its_own_path(client):
     body = assert_problem(client.post("/v1/triage", json={"findings": {"_schema": "x"}}), 422)
     assert body["errors"] == [
@@ -227,14 +219,6 @@ def test_422_never_echoes_the_submitted_value(client):
         assert canary not in response.get_data(as_text=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "service/problem.py parse_strict_json (lines 116-123) only catches RecursionError and "
-        "JSONDecodeError; json.loads raises a plain ValueError for an integer literal longer than "
-        "Python's 4300-digit limit, which escapes as a 500 instead of a 400/422 client error"
-    ),
-)
 @pytest.mark.parametrize(
     "data",
     [

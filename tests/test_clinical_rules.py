@@ -30,120 +30,330 @@ RED_FLAGS = "001 'Red Flags and When to Seek Medical Help'"
 
 CASES = [
     # --- red flags: emergency -------------------------------------------------------------------
-    Case("bladder retention", f"{WHEN_TO_SEEK} p2; {RED_FLAGS} p2-3", {"bladder": "retention"}, "emergency",
-         {"RF-CES-BLADDER"}, top="cauda_equina_syndrome", referrals=[("emergency_department", "emergency", [])]),
-    Case("bladder incontinence", f"{RED_FLAGS} p3", {"bladder": "incontinence"}, "emergency",
-         {"RF-CES-BLADDER"}, top="cauda_equina_syndrome"),
-    Case("bowel incontinence", f"{WHEN_TO_SEEK} p2; {RED_FLAGS} p3", {"bowel": "incontinence"}, "emergency",
-         {"RF-CES-BOWEL"}, top="cauda_equina_syndrome", referrals=[("emergency_department", "emergency", [])]),
-    Case("saddle numbness", f"{WHEN_TO_SEEK} p2", {"saddle_numbness": "present"}, "emergency",
-         {"RF-CES-SADDLE"}, top="cauda_equina_syndrome"),
-    Case("groin numbness recorded under sensation", f"{WHEN_TO_SEEK} p2; {RED_FLAGS} p4",
-         {"sensation": {"status": "reduced", "areas": ["groin"]}}, "emergency", {"RF-CES-SADDLE"}),
-    Case("inner thigh numbness, saddle field says absent", f"{RED_FLAGS} p4",
-         {"sensation": {"status": "absent", "areas": ["inner_thigh"]}, "saddle_numbness": "absent"}, "emergency",
-         {"RF-CES-SADDLE"}),
-    Case("genital numbness with sensation status unknown", f"{WHEN_TO_SEEK} p2",
-         {"sensation": {"status": "unknown", "areas": ["genital"]}}, "emergency", {"RF-CES-SADDLE"}),
-    Case("rapidly worsening weakness", f"{RED_FLAGS} p2, p5",
-         {"slr.result": "weak", "history.progression": "rapid"}, "emergency", {"RF-RAPID-PROGRESSION"}),
-    Case("sudden failed raise after trauma", f"{RED_FLAGS} p6; 001 'Nerve Impingement' p3",
-         {"slr.result": "unable", "history.onset": "sudden", "history.trauma": "present"}, "emergency",
-         {"RF-TRAUMA", "CA-FEMORAL-AFTER-TRAUMA"}, causes={"femoral_neuropathy", "hip_flexor_rupture"}),
-    Case("failed raise with fever", f"{RED_FLAGS} p7", {"slr.result": "weak", "systemic.fever": "present"},
-         "emergency", {"RF-SYSTEMIC"}),
-    Case("failed raise with weight loss", f"{RED_FLAGS} p7",
-         {"slr.result": "pain_limited", "systemic.weight_loss": "present"}, "emergency", {"RF-SYSTEMIC"}),
+    Case(
+        "bladder retention",
+        f"{WHEN_TO_SEEK} p2; {RED_FLAGS} p2-3",
+        {"bladder": "retention"},
+        "emergency",
+        {"RF-CES-BLADDER"},
+        top="cauda_equina_syndrome",
+        referrals=[("emergency_department", "emergency", [])],
+    ),
+    Case(
+        "bladder incontinence",
+        f"{RED_FLAGS} p3",
+        {"bladder": "incontinence"},
+        "emergency",
+        {"RF-CES-BLADDER"},
+        top="cauda_equina_syndrome",
+    ),
+    Case(
+        "bowel incontinence",
+        f"{WHEN_TO_SEEK} p2; {RED_FLAGS} p3",
+        {"bowel": "incontinence"},
+        "emergency",
+        {"RF-CES-BOWEL"},
+        top="cauda_equina_syndrome",
+        referrals=[("emergency_department", "emergency", [])],
+    ),
+    Case(
+        "saddle numbness",
+        f"{WHEN_TO_SEEK} p2",
+        {"saddle_numbness": "present"},
+        "emergency",
+        {"RF-CES-SADDLE"},
+        top="cauda_equina_syndrome",
+    ),
+    Case(
+        "groin numbness recorded under sensation",
+        f"{WHEN_TO_SEEK} p2; {RED_FLAGS} p4",
+        {"sensation": {"status": "reduced", "areas": ["groin"]}},
+        "emergency",
+        {"RF-CES-SADDLE"},
+    ),
+    Case(
+        "inner thigh numbness, saddle field says absent",
+        f"{RED_FLAGS} p4",
+        {"sensation": {"status": "absent", "areas": ["inner_thigh"]}, "saddle_numbness": "absent"},
+        "emergency",
+        {"RF-CES-SADDLE"},
+    ),
+    Case(
+        "genital numbness with sensation status unknown",
+        f"{WHEN_TO_SEEK} p2",
+        {"sensation": {"status": "unknown", "areas": ["genital"]}},
+        "emergency",
+        {"RF-CES-SADDLE"},
+    ),
+    Case(
+        "rapidly worsening weakness",
+        f"{RED_FLAGS} p2, p5",
+        {"slr.result": "weak", "history.progression": "rapid"},
+        "emergency",
+        {"RF-RAPID-PROGRESSION"},
+    ),
+    Case(
+        "sudden failed raise after trauma",
+        f"{RED_FLAGS} p6; 001 'Nerve Impingement' p3",
+        {"slr.result": "unable", "history.onset": "sudden", "history.trauma": "present"},
+        "emergency",
+        {"RF-TRAUMA", "CA-FEMORAL-AFTER-TRAUMA"},
+        causes={"femoral_neuropathy", "hip_flexor_rupture"},
+    ),
+    Case(
+        "failed raise with fever",
+        f"{RED_FLAGS} p7",
+        {"slr.result": "weak", "systemic.fever": "present"},
+        "emergency",
+        {"RF-SYSTEMIC"},
+    ),
+    Case(
+        "failed raise with weight loss",
+        f"{RED_FLAGS} p7",
+        {"slr.result": "pain_limited", "systemic.weight_loss": "present"},
+        "emergency",
+        {"RF-SYSTEMIC"},
+    ),
     # --- warning signs: urgent ------------------------------------------------------------------
-    Case("sudden weakness with sensory loss", f"{WHEN_TO_SEEK} p1",
-         {"slr.result": "weak", "history.onset": "sudden", "sensation": {"status": "reduced", "areas": ["lower_leg"]}},
-         "urgent", {"RF-SUDDEN-WEAKNESS-SENSORY-LOSS"}, referrals=[("physician", "urgent", [])]),
-    Case("unrelenting low back pain", f"{WHEN_TO_SEEK} p1",
-         {"slr.result": "weak", "pain": {"locations": ["low_back"], "severity": 5, "unrelenting": "present"}},
-         "urgent", {"RF-UNRELENTING-BACK-PAIN"}),
-    Case("sudden failure with severe low back pain", f"{RED_FLAGS} p1",
-         {"slr.result": "unable", "history.onset": "sudden", "pain": {"locations": ["low_back"], "severity": 8,
-                                                                      "unrelenting": "absent"}},
-         "urgent", {"RF-SUDDEN-SEVERE-BACK-PAIN"}, causes={"cauda_equina_syndrome"}),
-    Case("pain down both legs", f"{WHEN_TO_SEEK} p1",
-         {"slr.result": "pain_limited", "pain": {"locations": ["both_legs"], "severity": 4, "unrelenting": "absent"}},
-         "urgent", {"RF-PAIN-BOTH-LEGS"}, causes={"cauda_equina_syndrome"}),
-    Case("both legs weak", f"{WHEN_TO_SEEK} p1 (both legs)", {"slr": {"result": "weak", "side": "both"}}, "urgent",
-         {"RF-BOTH-LEGS-WEAK"}),
+    Case(
+        "sudden weakness with sensory loss",
+        f"{WHEN_TO_SEEK} p1",
+        {"slr.result": "weak", "history.onset": "sudden", "sensation": {"status": "reduced", "areas": ["lower_leg"]}},
+        "urgent",
+        {"RF-SUDDEN-WEAKNESS-SENSORY-LOSS"},
+        referrals=[("physician", "urgent", [])],
+    ),
+    Case(
+        "unrelenting low back pain",
+        f"{WHEN_TO_SEEK} p1",
+        {"slr.result": "weak", "pain": {"locations": ["low_back"], "severity": 5, "unrelenting": "present"}},
+        "urgent",
+        {"RF-UNRELENTING-BACK-PAIN"},
+    ),
+    Case(
+        "sudden failure with severe low back pain",
+        f"{RED_FLAGS} p1",
+        {
+            "slr.result": "unable",
+            "history.onset": "sudden",
+            "pain": {"locations": ["low_back"], "severity": 8, "unrelenting": "absent"},
+        },
+        "urgent",
+        {"RF-SUDDEN-SEVERE-BACK-PAIN"},
+        causes={"cauda_equina_syndrome"},
+    ),
+    Case(
+        "pain down both legs",
+        f"{WHEN_TO_SEEK} p1",
+        {"slr.result": "pain_limited", "pain": {"locations": ["both_legs"], "severity": 4, "unrelenting": "absent"}},
+        "urgent",
+        {"RF-PAIN-BOTH-LEGS"},
+        causes={"cauda_equina_syndrome"},
+    ),
+    Case(
+        "both legs weak",
+        f"{WHEN_TO_SEEK} p1 (both legs)",
+        {"slr": {"result": "weak", "side": "both"}},
+        "urgent",
+        {"RF-BOTH-LEGS-WEAK"},
+    ),
     # --- routine --------------------------------------------------------------------------------
-    Case("pain-limited raise, nothing else", f"000 intro; {RED_FLAGS} p1", {"slr.result": "pain_limited"}, "routine",
-         {"LV-FAILED-LEG-RAISE", "CA-PAIN-INHIBITED-RAISE"},
-         referrals=[("physician", "routine", []), ("physical_therapist", "routine", [])]),
-    Case("slowly progressive weakness", f"{WHEN_TO_SEEK} p3",
-         {"slr.result": "weak", "history.progression": "progressive"}, "routine", {"LV-PROGRESSIVE-WEAKNESS"},
-         top="upper_lumbar_radiculopathy"),
-    Case("walking affected", f"{WHEN_TO_SEEK} p3", {"function.walking_affected": "present"}, "routine",
-         {"LV-WALKING-AFFECTED"}, referrals=[("physician", "routine", []), ("physical_therapist", "routine", [])]),
-    Case("reduced hip range", "001 'Structural Problems within the Hip Joint' p1",
-         {"hip.range_reduced": "present", "slr.result": "pain_limited"}, "routine",
-         {"LV-HIP-JOINT-SIGNS", "CA-HIP-RANGE-REDUCED", "CA-IMPINGEMENT-PAINFUL-FLEXION"}, top="hip_osteoarthritis",
-         causes={"hip_impingement"}, referrals=[("orthopedist", "routine", [])]),
-    Case("catching hip", "001 'Structural Problems within the Hip Joint' p2",
-         {"hip.catching_or_locking": "present", "hip.clicking": "present"}, "routine",
-         {"LV-HIP-JOINT-SIGNS", "CA-LABRAL-CATCHING"}, top="labral_tear", referrals=[("orthopedist", "routine", [])]),
-    Case("weakness with front-of-thigh numbness", f"001 'Nerve Impingement' p1-3; {RED_FLAGS} p8",
-         {"slr.result": "weak", "sensation": {"status": "reduced", "areas": ["anterior_thigh"]}}, "routine",
-         {"RE-NERVE-WORKUP", "CA-UPPER-LUMBAR-FRONT-OF-THIGH", "CA-NERVE-SENSORY-LOSS", "CA-UPPER-LUMBAR-WEAKNESS"},
-         top="upper_lumbar_radiculopathy", causes={"femoral_neuropathy"}, not_causes={"sciatica"},
-         referrals=[("neurologist", "routine", ["mri", "nerve_conduction_study"])]),
-    Case("sudden inability after a kick", f"000 'Focusing on the Muscles' p1-2; {RED_FLAGS} p8",
-         {"slr.result": "unable", "history.onset": "sudden", "history.activity_at_onset": "sprint_or_kick",
-          "pain": {"locations": ["front_of_hip"], "severity": 6, "unrelenting": "absent"}},
-         "routine", {"RE-STRUCTURAL-WORKUP", "CA-RUPTURE-SUDDEN-INABILITY", "CA-STRAIN-MECHANISM"},
-         top="hip_flexor_rupture", causes={"hip_flexor_strain"}, referrals=[("orthopedist", "routine", ["mri"])]),
+    Case(
+        "pain-limited raise, nothing else",
+        f"000 intro; {RED_FLAGS} p1",
+        {"slr.result": "pain_limited"},
+        "routine",
+        {"LV-FAILED-LEG-RAISE", "CA-PAIN-INHIBITED-RAISE"},
+        referrals=[("physician", "routine", []), ("physical_therapist", "routine", [])],
+    ),
+    Case(
+        "slowly progressive weakness",
+        f"{WHEN_TO_SEEK} p3",
+        {"slr.result": "weak", "history.progression": "progressive"},
+        "routine",
+        {"LV-PROGRESSIVE-WEAKNESS"},
+        top="upper_lumbar_radiculopathy",
+    ),
+    Case(
+        "walking affected",
+        f"{WHEN_TO_SEEK} p3",
+        {"function.walking_affected": "present"},
+        "routine",
+        {"LV-WALKING-AFFECTED"},
+        referrals=[("physician", "routine", []), ("physical_therapist", "routine", [])],
+    ),
+    Case(
+        "reduced hip range",
+        "001 'Structural Problems within the Hip Joint' p1",
+        {"hip.range_reduced": "present", "slr.result": "pain_limited"},
+        "routine",
+        {"LV-HIP-JOINT-SIGNS", "CA-HIP-RANGE-REDUCED", "CA-IMPINGEMENT-PAINFUL-FLEXION"},
+        top="hip_osteoarthritis",
+        causes={"hip_impingement"},
+        referrals=[("orthopedist", "routine", [])],
+    ),
+    Case(
+        "catching hip",
+        "001 'Structural Problems within the Hip Joint' p2",
+        {"hip.catching_or_locking": "present", "hip.clicking": "present"},
+        "routine",
+        {"LV-HIP-JOINT-SIGNS", "CA-LABRAL-CATCHING"},
+        top="labral_tear",
+        referrals=[("orthopedist", "routine", [])],
+    ),
+    Case(
+        "weakness with front-of-thigh numbness",
+        f"001 'Nerve Impingement' p1-3; {RED_FLAGS} p8",
+        {"slr.result": "weak", "sensation": {"status": "reduced", "areas": ["anterior_thigh"]}},
+        "routine",
+        {"RE-NERVE-WORKUP", "CA-UPPER-LUMBAR-FRONT-OF-THIGH", "CA-NERVE-SENSORY-LOSS", "CA-UPPER-LUMBAR-WEAKNESS"},
+        top="upper_lumbar_radiculopathy",
+        causes={"femoral_neuropathy"},
+        not_causes={"sciatica"},
+        referrals=[("neurologist", "routine", ["mri", "nerve_conduction_study"])],
+    ),
+    Case(
+        "sudden inability after a kick",
+        f"000 'Focusing on the Muscles' p1-2; {RED_FLAGS} p8",
+        {
+            "slr.result": "unable",
+            "history.onset": "sudden",
+            "history.activity_at_onset": "sprint_or_kick",
+            "pain": {"locations": ["front_of_hip"], "severity": 6, "unrelenting": "absent"},
+        },
+        "routine",
+        {"RE-STRUCTURAL-WORKUP", "CA-RUPTURE-SUDDEN-INABILITY", "CA-STRAIN-MECHANISM"},
+        top="hip_flexor_rupture",
+        causes={"hip_flexor_strain"},
+        referrals=[("orthopedist", "routine", ["mri"])],
+    ),
     # --- causes ---------------------------------------------------------------------------------
-    Case("femoral nerve after injury", "001 'Nerve Impingement' p3",
-         {"slr.result": "weak", "history.trauma": "present", "pain": {"locations": ["anterior_thigh"], "severity": 5,
-                                                                      "unrelenting": "absent"}},
-         "routine", {"CA-FEMORAL-AFTER-TRAUMA"}, causes={"femoral_neuropathy", "upper_lumbar_radiculopathy"}),
-    Case("pain down the back of the leg", "000 'When Nerves Interfere' p3; 001 'Nerve Impingement' p3",
-         {"slr.result": "pain_limited", "pain": {"locations": ["low_back", "posterior_leg"], "severity": 5,
-                                                 "unrelenting": "absent"}},
-         "routine", {"CA-SCIATICA-BACK-OF-LEG"}, top="sciatica"),
-    Case("sprint strain", "000 'Focusing on the Muscles' p1-2; 001 'Direct Muscular Weakness and Injury' p1",
-         {"slr.result": "pain_limited", "history.onset": "sudden", "history.activity_at_onset": "sprint_or_kick",
-          "hip.front_tenderness": "present",
-          "pain": {"locations": ["front_of_hip", "groin"], "severity": 6, "unrelenting": "absent"}},
-         "routine", {"CA-STRAIN-MECHANISM", "CA-STRAIN-FRONT-PAIN", "CA-STRAIN-TENDERNESS", "CA-PAIN-INHIBITED-RAISE"},
-         top="hip_flexor_strain"),
-    Case("weak raise after a sprint is not a complete tear", "000 'Focusing on the Muscles' p2",
-         {"slr.result": "weak", "history.activity_at_onset": "sprint_or_kick"}, "routine",
-         {"CA-RUPTURE-RAISE-POSSIBLE"}),
-    Case("painful raise with front-of-hip pain", "001 'Direct Muscular Weakness and Injury' p2",
-         {"slr.result": "pain_limited", "hip.front_tenderness": "present",
-          "pain": {"locations": ["front_of_hip"], "severity": 4, "unrelenting": "absent"}},
-         "routine", {"CA-TENDINITIS-PAINFUL-FRONT", "CA-ILIOPSOAS-GRADUAL-FRONT-PAIN"},
-         top="iliopsoas_tendinitis_bursitis"),
-    Case("desk worker with painful raise", "001 'Direct Muscular Weakness and Injury' p3",
-         {"slr.result": "pain_limited", "history.prolonged_sitting": "present",
-          "pain": {"locations": ["groin"], "severity": 4, "unrelenting": "absent"}},
-         "routine", {"CA-ILIOPSOAS-SITTING", "CA-ILIOPSOAS-GRADUAL-FRONT-PAIN"}, top="iliopsoas_syndrome",
-         advice={"stretch_hip_flexors"}),
-    Case("weakness after a period in bed", "001 'Direct Muscular Weakness and Injury' p2; 000 'Focusing on the Muscles' p3",
-         {"slr.result": "weak", "history.recent_immobility": "present"}, "routine",
-         {"CA-DISUSE-IMMOBILITY", "CA-DISUSE-GRADUAL"}, top="hip_flexor_weakness_atrophy"),
+    Case(
+        "femoral nerve after injury",
+        "001 'Nerve Impingement' p3",
+        {
+            "slr.result": "weak",
+            "history.trauma": "present",
+            "pain": {"locations": ["anterior_thigh"], "severity": 5, "unrelenting": "absent"},
+        },
+        "routine",
+        {"CA-FEMORAL-AFTER-TRAUMA"},
+        causes={"femoral_neuropathy", "upper_lumbar_radiculopathy"},
+    ),
+    Case(
+        "pain down the back of the leg",
+        "000 'When Nerves Interfere' p3; 001 'Nerve Impingement' p3",
+        {
+            "slr.result": "pain_limited",
+            "pain": {"locations": ["low_back", "posterior_leg"], "severity": 5, "unrelenting": "absent"},
+        },
+        "routine",
+        {"CA-SCIATICA-BACK-OF-LEG"},
+        top="sciatica",
+    ),
+    Case(
+        "sprint strain",
+        "000 'Focusing on the Muscles' p1-2; 001 'Direct Muscular Weakness and Injury' p1",
+        {
+            "slr.result": "pain_limited",
+            "history.onset": "sudden",
+            "history.activity_at_onset": "sprint_or_kick",
+            "hip.front_tenderness": "present",
+            "pain": {"locations": ["front_of_hip", "groin"], "severity": 6, "unrelenting": "absent"},
+        },
+        "routine",
+        {"CA-STRAIN-MECHANISM", "CA-STRAIN-FRONT-PAIN", "CA-STRAIN-TENDERNESS", "CA-PAIN-INHIBITED-RAISE"},
+        top="hip_flexor_strain",
+    ),
+    Case(
+        "weak raise after a sprint is not a complete tear",
+        "000 'Focusing on the Muscles' p2",
+        {"slr.result": "weak", "history.activity_at_onset": "sprint_or_kick"},
+        "routine",
+        {"CA-RUPTURE-RAISE-POSSIBLE"},
+    ),
+    Case(
+        "painful raise with front-of-hip pain",
+        "001 'Direct Muscular Weakness and Injury' p2",
+        {
+            "slr.result": "pain_limited",
+            "hip.front_tenderness": "present",
+            "pain": {"locations": ["front_of_hip"], "severity": 4, "unrelenting": "absent"},
+        },
+        "routine",
+        {"CA-TENDINITIS-PAINFUL-FRONT", "CA-ILIOPSOAS-GRADUAL-FRONT-PAIN"},
+        top="iliopsoas_tendinitis_bursitis",
+    ),
+    Case(
+        "desk worker with painful raise",
+        "001 'Direct Muscular Weakness and Injury' p3",
+        {
+            "slr.result": "pain_limited",
+            "history.prolonged_sitting": "present",
+            "pain": {"locations": ["groin"], "severity": 4, "unrelenting": "absent"},
+        },
+        "routine",
+        {"CA-ILIOPSOAS-SITTING", "CA-ILIOPSOAS-GRADUAL-FRONT-PAIN"},
+        top="iliopsoas_syndrome",
+        advice={"stretch_hip_flexors"},
+    ),
+    Case(
+        "weakness after a period in bed",
+        "001 'Direct Muscular Weakness and Injury' p2; 000 'Focusing on the Muscles' p3",
+        {"slr.result": "weak", "history.recent_immobility": "present"},
+        "routine",
+        {"CA-DISUSE-IMMOBILITY", "CA-DISUSE-GRADUAL"},
+        top="hip_flexor_weakness_atrophy",
+    ),
     # --- core and exercise (fitness sources cannot raise the level) ----------------------------
-    Case("back arches on lifting", "000 'Focusing on the Muscles' p4; 001 'Understanding Hip Flexion' p2",
-         {"function.back_arches_on_lift": "present"}, "self_care", {"CA-CORE-BACK-ARCHES"}, top="core_instability",
-         advice={"flatten_lower_back", "bend_other_knee", "limit_range", "strengthen_core"}),
-    Case("low back pain from leg raises", "004 'Why does my lower back hurt' p2-6, p12; 002 'In Summary'; 003 intro",
-         {"history.activity_at_onset": "leg_raise_exercise", "function.back_arches_on_lift": "present",
-          "pain": {"locations": ["low_back"], "severity": 4, "unrelenting": "absent"}},
-         "self_care", {"CA-EXERCISE-BACK-STRAIN", "CA-EXERCISE-BACK-ARCH", "RE-THERAPIST-IF-PERSISTS"},
-         top="exercise_related_back_strain",
-         referrals=[("physical_therapist", "if_persistent", []), ("self_management", "self_care", [])],
-         advice={"stop_if_back_hurts", "prefer_crunches", "slow_tempo", "progress_gradually", "adapt_with_therapist",
-                 "safety_net"}),
-    Case("hip clicks during leg raises", "003 'The \"Hip Snap\"' and FAQ 'Why do my hips pop'",
-         {"hip.clicking": "present"}, "self_care", {"CA-SNAPPING-HIP"}, top="snapping_hip",
-         advice={"snapping_hip_range", "stretch_hip_flexors"}),
-    Case("nothing abnormal", f"{WHEN_TO_SEEK} p1 (a minor strain); {RED_FLAGS} p1", {}, "self_care",
-         {"LV-BASELINE"}, referrals=[("self_management", "self_care", [])], advice={"safety_net"}),
+    Case(
+        "back arches on lifting",
+        "000 'Focusing on the Muscles' p4; 001 'Understanding Hip Flexion' p2",
+        {"function.back_arches_on_lift": "present"},
+        "self_care",
+        {"CA-CORE-BACK-ARCHES"},
+        top="core_instability",
+        advice={"flatten_lower_back", "bend_other_knee", "limit_range", "strengthen_core"},
+    ),
+    Case(
+        "low back pain from leg raises",
+        "004 'Why does my lower back hurt' p2-6, p12; 002 'In Summary'; 003 intro",
+        {
+            "history.activity_at_onset": "leg_raise_exercise",
+            "function.back_arches_on_lift": "present",
+            "pain": {"locations": ["low_back"], "severity": 4, "unrelenting": "absent"},
+        },
+        "self_care",
+        {"CA-EXERCISE-BACK-STRAIN", "CA-EXERCISE-BACK-ARCH", "RE-THERAPIST-IF-PERSISTS"},
+        top="exercise_related_back_strain",
+        referrals=[("physical_therapist", "if_persistent", []), ("self_management", "self_care", [])],
+        advice={
+            "stop_if_back_hurts",
+            "prefer_crunches",
+            "slow_tempo",
+            "progress_gradually",
+            "adapt_with_therapist",
+            "safety_net",
+        },
+    ),
+    Case(
+        "hip clicks during leg raises",
+        "003 'The \"Hip Snap\"' and FAQ 'Why do my hips pop'",
+        {"hip.clicking": "present"},
+        "self_care",
+        {"CA-SNAPPING-HIP"},
+        top="snapping_hip",
+        advice={"snapping_hip_range", "stretch_hip_flexors"},
+    ),
+    Case(
+        "nothing abnormal",
+        f"{WHEN_TO_SEEK} p1 (a minor strain); {RED_FLAGS} p1",
+        {},
+        "self_care",
+        {"LV-BASELINE"},
+        referrals=[("self_management", "self_care", [])],
+        advice={"safety_net"},
+    ),
 ]
 
 
@@ -184,9 +394,17 @@ def test_every_level_decision_is_cited_to_the_rules_that_set_it(triage):
 
 def test_fitness_sources_alone_never_raise_the_level(triage):
     """004 / 003 / 002 are fitness material: with every clinical finding normal they stay at self-care."""
-    result = triage(exam({"history.activity_at_onset": "leg_raise_exercise", "hip.clicking": "present",
-                          "function.back_arches_on_lift": "present", "history.prolonged_sitting": "present",
-                          "pain": {"locations": ["low_back"], "severity": 6, "unrelenting": "absent"}}))
+    result = triage(
+        exam(
+            {
+                "history.activity_at_onset": "leg_raise_exercise",
+                "hip.clicking": "present",
+                "function.back_arches_on_lift": "present",
+                "history.prolonged_sitting": "present",
+                "pain": {"locations": ["low_back"], "severity": 6, "unrelenting": "absent"},
+            }
+        )
+    )
     assert result["triage"]["level"] == "self_care"
     authorities = {c["authority"] for a in result["advice"] for c in a["citations"]}
     assert "fitness" in authorities  # and the response says which advice rests on fitness sources
@@ -194,8 +412,15 @@ def test_fitness_sources_alone_never_raise_the_level(triage):
 
 def test_self_management_advice_is_withheld_in_an_emergency(triage):
     """000 'When to Seek Professional Guidance' p2: the patient must be seen first."""
-    result = triage(exam({"bladder": "retention", "history.activity_at_onset": "leg_raise_exercise",
-                          "pain": {"locations": ["low_back"], "severity": 4, "unrelenting": "absent"}}))
+    result = triage(
+        exam(
+            {
+                "bladder": "retention",
+                "history.activity_at_onset": "leg_raise_exercise",
+                "pain": {"locations": ["low_back"], "severity": 4, "unrelenting": "absent"},
+            }
+        )
+    )
     assert result["triage"]["level"] == "emergency"
     assert result["advice"] == []
     assert referral(result, "emergency_department")["urgency"] == "emergency"
@@ -203,16 +428,24 @@ def test_self_management_advice_is_withheld_in_an_emergency(triage):
 
 def test_severity_below_severe_does_not_trigger_the_severe_back_pain_rule(triage):
     """001 'Red Flags' p1 speaks of severe pain; 6/10 falls below the service's threshold of 7."""
-    result = triage(exam({"slr.result": "unable", "history.onset": "sudden",
-                          "pain": {"locations": ["low_back"], "severity": 6, "unrelenting": "absent"}}))
+    result = triage(
+        exam(
+            {
+                "slr.result": "unable",
+                "history.onset": "sudden",
+                "pain": {"locations": ["low_back"], "severity": 6, "unrelenting": "absent"},
+            }
+        )
+    )
     assert "RF-SUDDEN-SEVERE-BACK-PAIN" not in fired(result)
     assert result["triage"]["level"] == "routine"
 
 
 def test_causes_name_findings_for_and_against(triage):
     """001 'Nerve Impingement' p3: back-of-leg symptoms point away from the L2-L4 roots."""
-    result = triage(exam({"slr.result": "weak", "pain": {"locations": ["posterior_leg"], "severity": 5,
-                                                          "unrelenting": "absent"}}))
+    result = triage(
+        exam({"slr.result": "weak", "pain": {"locations": ["posterior_leg"], "severity": 5, "unrelenting": "absent"}})
+    )
     upper = next(c for c in result["causes"] if c["id"] == "upper_lumbar_radiculopathy")
     assert "findings.slr.result" in upper["supporting"]
     assert "findings.pain.locations" in upper["conflicting"]

@@ -128,7 +128,10 @@ def test_triage_over_http_matches_engine(server, triage, findings):
 
 def test_problem_json_over_http(server):
     response = requests.post(
-        f"{server.url}/v1/triage", data=b'{"findings": {"bladder": "retention"', headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+        f"{server.url}/v1/triage",
+        data=b'{"findings": {"bladder": "retention"',
+        headers={"Content-Type": "application/json"},
+        timeout=TIMEOUT,
     )
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/problem+json"
@@ -206,7 +209,32 @@ def test_no_request_content_reaches_the_log(server):
 
     decisions = [e for e in events if e.get("event") == "triage_decision"]
     assert decisions
-    assert {d.get("level") for d in decisions} >= {"emergency"}
+    for decision in decisions:
+        assert {"request_id", "rules", "knowledge_version"} <= decision.keys(), decision
 
     leaking = [e for e in events if "findings" in keys_anywhere(e)]
     assert not leaking, f"log lines carry findings: {leaking[:3]}"
+
+
+def test_decision_log_records_the_triage_level(server):
+    request_id = f"decision-{uuid.uuid4().hex[:8]}"
+    response = requests.post(
+        f"{server.url}/v1/triage",
+        json={"findings": {"bladder": "retention"}},
+        headers={"X-Request-ID": request_id},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200
+    assert response.json()["triage"]["level"] == "emergency"
+    deadline = time.monotonic() + 5
+    while True:
+        decisions = [
+            e
+            for e in json_lines(server.log_text())
+            if e.get("event") == "triage_decision" and e.get("request_id") == request_id
+        ]
+        if decisions or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(decisions) == 1
+    assert "emergency" in decisions[0].values(), decisions[0]

@@ -52,8 +52,9 @@ def test_the_project_does_not_repeat_the_source_texts(seeds_dir):
     for path in seeds_dir.glob("*.txt"):
         w = words(path.read_text(encoding="utf-8"))
         grams.update(tuple(w[i : i + 10]) for i in range(len(w) - 9))
-    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     hits = []
     for name in tracked:
         path = ROOT / name
@@ -127,27 +128,57 @@ def _rule(doc, rule_id):
 
 
 BROKEN = [
-    ("unknown finding", "rules", lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.bowels", "is": "x"}),
-     "unknown finding 'findings.bowels'"),
-    ("value the finding cannot take", "rules",
-     lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.bowel", "is": "retention"}),
-     "has no value 'retention'"),
+    (
+        "unknown finding",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.bowels", "is": "x"}),
+        "unknown finding 'findings.bowels'",
+    ),
+    (
+        "value the finding cannot take",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.bowel", "is": "retention"}),
+        "has no value 'retention'",
+    ),
     ("rule without citation", "rules", lambda d: _rule(d, "RF-CES-BOWEL").update(citations=[]), "has no citation"),
-    ("unknown citation id", "rules", lambda d: _rule(d, "RF-CES-BOWEL").update(citations=["000.nowhere"]),
-     "unknown citation '000.nowhere'"),
-    ("span outside its paragraph", "citations",
-     lambda d: d["citations"]["000.seek.saddle_area"].update(end=d["citations"]["000.seek.saddle_area"]["end"] + 500),
-     "is not inside paragraph"),
-    ("paragraph that does not exist", "citations", lambda d: d["citations"]["000.seek.saddle_area"].update(paragraph=9),
-     "has no paragraph 9"),
-    ("level set by a normal value", "rules",
-     lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.bowel", "is": "normal"}),
-     "sets a level from a normal value"),
-    ("level above self-care on fitness sources alone", "rules",
-     lambda d: _rule(d, "RF-CES-BOWEL").update(citations=["004.back.see_physical_therapist"]),
-     "needs a clinical source"),
-    ("unknown cause", "rules", lambda d: _rule(d, "RF-CES-BOWEL")["then"].update(causes={"gout": 1}),
-     "unknown cause 'gout'"),
+    (
+        "unknown citation id",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL").update(citations=["000.nowhere"]),
+        "unknown citation '000.nowhere'",
+    ),
+    (
+        "span outside its paragraph",
+        "citations",
+        lambda d: d["citations"]["000.seek.saddle_area"].update(
+            end=d["citations"]["000.seek.saddle_area"]["end"] + 500
+        ),
+        "is not inside paragraph",
+    ),
+    (
+        "paragraph that does not exist",
+        "citations",
+        lambda d: d["citations"]["000.seek.saddle_area"].update(paragraph=9),
+        "has no paragraph 9",
+    ),
+    (
+        "level set by a normal value",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.bowel", "is": "normal"}),
+        "sets a level from a normal value",
+    ),
+    (
+        "level above self-care on fitness sources alone",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL").update(citations=["004.back.see_physical_therapist"]),
+        "needs a clinical source",
+    ),
+    (
+        "unknown cause",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL")["then"].update(causes={"gout": 1}),
+        "unknown cause 'gout'",
+    ),
     ("duplicate rule id", "rules", lambda d: d["rules"].append(dict(_rule(d, "RF-CES-BOWEL"))), "used more than once"),
 ]
 

@@ -44,7 +44,7 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def short_heading(heading: str, max_words: int = 8) -> str:
+def short_heading(heading: str, max_words: int = 9) -> str:
     """Headings identify sections; a long one is cut so the project never repeats ten words of a text."""
     tokens = heading.split()
     while len(re.findall(r"[a-z0-9]+", " ".join(tokens).lower())) > max_words:

@@ -30,7 +30,7 @@ def triage(body: dict[str, Any]) -> dict[str, Any]:
     result = evaluate(kb, body)
     log.info(
         "triage_decision",
-        level=result["triage"]["level"],
+        triage_level=result["triage"]["level"],
         provisional=result["triage"]["provisional"],
         rules=[t["rule"] for t in result["trace"]],
         knowledge_version=kb.version,
