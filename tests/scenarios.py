@@ -30,18 +30,32 @@ ALL_CLEAR: dict[str, Any] = {
 }
 
 
+def set_path(findings: dict[str, Any], path: str, value: Any) -> None:
+    """Set a finding by dotted path (with or without the "findings." prefix); None removes it."""
+    *parents, leaf = path.removeprefix("findings.").split(".")
+    node = findings
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+
+
+def get_path(findings: dict[str, Any], path: str) -> Any:
+    node: Any = findings
+    for key in path.removeprefix("findings.").split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def exam(changes: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """ALL_CLEAR (or base) with dotted-path changes; a value of None removes the finding (unknown)."""
     findings = copy.deepcopy(ALL_CLEAR if base is None else base)
     for path, value in (changes or {}).items():
-        *parents, leaf = path.split(".")
-        node = findings
-        for key in parents:
-            node = node.setdefault(key, {})
-        if value is None:
-            node.pop(leaf, None)
-        else:
-            node[leaf] = value
+        set_path(findings, path, value)
     return findings
 
 

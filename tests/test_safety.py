@@ -6,33 +6,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from schemas.triage import TriageRequest
+from service.engine import evaluate
 from service.engine.model import Finding
 from service.knowledge import load_knowledge
-from tests.scenarios import ALL_CLEAR, exam
+from tests.scenarios import ALL_CLEAR, exam, get_path, set_path
 
 KB = load_knowledge()
 RANK = {level: lv.rank for level, lv in KB.levels.items()}  # 0 = most urgent
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def _set(findings: dict, path: str, value) -> None:
-    *parents, leaf = path.removeprefix("findings.").split(".")
-    node = findings
-    for key in parents:
-        node = node.setdefault(key, {})
-    if value is None:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-
-
-def _get(findings: dict, path: str):
-    node = findings
-    for key in path.removeprefix("findings.").split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def _value(finding: Finding):
@@ -48,9 +29,9 @@ def findings_st(draw):
     findings: dict = {}
     for path, finding in KB.findings.items():
         if draw(st.booleans()):
-            _set(findings, path, draw(_value(finding)))
-    if _get(findings, "findings.sensation.status") == "normal":
-        _set(findings, "findings.sensation.areas", None)  # the schema forbids areas with normal sensation
+            set_path(findings, path, draw(_value(finding)))
+    if get_path(findings, "findings.sensation.status") == "normal":
+        set_path(findings, "findings.sensation.areas", None)  # the schema forbids areas with normal sensation
     return findings
 
 
@@ -59,8 +40,6 @@ def _valid(findings: dict) -> dict:
 
 
 def _rank(findings: dict) -> int:
-    from service.engine import evaluate
-
     return RANK[evaluate(KB, _valid(findings))["triage"]["level"]]
 
 
@@ -87,33 +66,33 @@ def _worse(finding: Finding, current):
 @given(findings_st(), st.sampled_from(sorted(KB.findings)), st.data())
 def test_adding_an_abnormal_finding_never_lowers_the_level(findings, path, data):
     finding = KB.findings[path]
-    options = _worse(finding, _get(findings, path))
+    options = _worse(finding, get_path(findings, path))
     assume(options)
     before = _rank(findings)
     changed = json.loads(json.dumps(findings))
-    _set(changed, path, data.draw(st.sampled_from(options)))
-    if path == "findings.sensation.areas" and _get(changed, "findings.sensation.status") == "normal":
-        _set(changed, "findings.sensation.status", "reduced")  # areas only exist with abnormal sensation
+    set_path(changed, path, data.draw(st.sampled_from(options)))
+    if path == "findings.sensation.areas" and get_path(changed, "findings.sensation.status") == "normal":
+        set_path(changed, "findings.sensation.status", "reduced")  # areas only exist with abnormal sensation
     assert _rank(changed) <= before
 
 
 @SETTINGS
 @given(findings_st(), st.data())
 def test_turning_an_absent_finding_unknown_never_lowers_the_level(findings, data):
-    normal = [p for p, f in KB.findings.items() if _get(findings, p) is not None and _is_normal(f, _get(findings, p))]
+    normal = [
+        p for p, f in KB.findings.items() if get_path(findings, p) is not None and _is_normal(f, get_path(findings, p))
+    ]
     assume(normal)
     path = data.draw(st.sampled_from(normal))
     before = _rank(findings)
     changed = json.loads(json.dumps(findings))
-    _set(changed, path, None)
+    set_path(changed, path, None)
     assert _rank(changed) <= before
 
 
 @SETTINGS
 @given(findings_st())
 def test_same_input_same_output(findings):
-    from service.engine import evaluate
-
     request = _valid(findings)
     assert json.dumps(evaluate(KB, request), sort_keys=True) == json.dumps(evaluate(KB, request), sort_keys=True)
 
@@ -121,8 +100,6 @@ def test_same_input_same_output(findings):
 @SETTINGS
 @given(findings_st())
 def test_provisional_means_an_unknown_could_raise_the_level(findings):
-    from service.engine import evaluate
-
     result = evaluate(KB, _valid(findings))
     rank = RANK[result["triage"]["level"]]
     assert result["triage"]["provisional"] == bool(result["missing"])
@@ -132,11 +109,14 @@ def test_provisional_means_an_unknown_could_raise_the_level(findings):
     if not result["triage"]["provisional"]:
         # nothing unknown, set abnormal on its own, may raise the level
         for path, finding in KB.findings.items():
-            if _get(findings, path) is None:
+            if get_path(findings, path) is None:
                 for value in _worse(finding, None):
                     changed = json.loads(json.dumps(findings))
-                    _set(changed, path, value)
-                    if path == "findings.sensation.areas" and _get(changed, "findings.sensation.status") == "normal":
+                    set_path(changed, path, value)
+                    if (
+                        path == "findings.sensation.areas"
+                        and get_path(changed, "findings.sensation.status") == "normal"
+                    ):
                         continue
                     assert _rank(changed) >= rank, (path, value)
 

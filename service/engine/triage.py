@@ -15,7 +15,6 @@ from service.engine.facts import build_facts
 from service.engine.logic import Facts, Outcome
 from service.engine.model import Citation, KnowledgeBase, Rule
 
-LEVELS = ("emergency", "urgent", "routine", "self_care")
 DISCLAIMER = (
     "Decision support for clinicians. It does not diagnose; the treating clinician decides. "
     "Fitness sources are marked by their authority and never raise the level on their own."
