@@ -140,13 +140,6 @@ class StrictJSONParser(FlaskParser):
         reason = getattr(error, "reason", "malformed JSON")
         abort(400, message=f"Invalid JSON body: {reason}.")
 
-    def load_json(self, req: flask.Request, schema: Any) -> Any:
-        # webargs treats an empty document as "missing"; here it is a malformed request.
-        try:
-            return self._raw_load_json(req)
-        except json.JSONDecodeError as exc:
-            return self._handle_invalid_json_error(exc, req)
-
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictJSONParser()

@@ -73,7 +73,7 @@ def test_sources_record_their_kind_and_authority(kb):
 
 
 def test_the_hash_is_stable_and_covers_the_content(tmp_path):
-    assert load_knowledge().sha256 == load_knowledge().sha256
+    assert load_knowledge(BUNDLED).sha256 == load_knowledge().sha256  # a fresh parse and the cached one
     folder = _copy(tmp_path)
     _edit(folder, "catalog", lambda d: d["levels"]["urgent"].update(action="Changed wording."))
     assert load_knowledge(folder).sha256 != load_knowledge().sha256

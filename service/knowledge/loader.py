@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -38,9 +39,17 @@ class KnowledgeError(Exception):
 
 
 def load_knowledge(folder: Path | str | None = None) -> KnowledgeBase:
-    folder = Path(folder) if folder else BUNDLED
-    docs = {name: _read_yaml(folder / f"{name}.yaml") for name in FILES}
+    """The knowledge base in `folder`; without one, the bundled base, parsed once per process."""
+    if not folder:
+        return _bundled()
+    docs = {name: _read_yaml(Path(folder) / f"{name}.yaml") for name in FILES}
     return _Builder(docs).build()
+
+
+@functools.cache
+def _bundled() -> KnowledgeBase:
+    # Immutable once built, so the app factory and the OpenAPI example can share it.
+    return load_knowledge(BUNDLED)
 
 
 def canonical_hash(docs: dict[str, Any]) -> str:

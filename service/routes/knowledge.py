@@ -5,7 +5,7 @@ from typing import Any
 from flask_smorest import abort
 
 from schemas.knowledge import Knowledge, RuleDoc
-from service.engine.model import KnowledgeBase, Rule
+from service.engine.model import Rule
 from service.problem import Blueprint
 from service.routes import knowledge_base
 
@@ -65,7 +65,3 @@ def rule_doc(rule: Rule) -> dict[str, Any]:
 
 def _locators(citations: tuple) -> list[dict[str, Any]]:
     return [c.locator() for c in citations]
-
-
-def citations_into(kb: KnowledgeBase, source_id: str) -> dict[str, dict[str, Any]]:
-    return {cid: c.locator() for cid, c in kb.citations.items() if c.source == source_id}

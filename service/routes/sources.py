@@ -5,9 +5,9 @@ from typing import Any
 from flask_smorest import abort
 
 from schemas.knowledge import SourceDetail, SourceList
+from service.engine.model import KnowledgeBase
 from service.problem import Blueprint
 from service.routes import knowledge_base
-from service.routes.knowledge import citations_into
 
 blp = Blueprint("sources", __name__, url_prefix="/v1", description="The source texts the knowledge base cites.")
 
@@ -31,3 +31,7 @@ def get_source(source_id: str) -> dict[str, Any]:
     if source is None:
         abort(404, message="No source with that id; GET /v1/sources lists them.")
     return {**source, "citations": citations_into(kb, source_id)}
+
+
+def citations_into(kb: KnowledgeBase, source_id: str) -> dict[str, dict[str, Any]]:
+    return {cid: c.locator() for cid, c in kb.citations.items() if c.source == source_id}
