@@ -6,7 +6,7 @@ SEEDS  ?= ../shared/seeds
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format openapi cite manifest lock clean
+.PHONY: install run test bench lint format openapi cite manifest lock clean
 
 # Creates or reuses .venv; reinstalls when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -21,6 +21,11 @@ install: $(STAMP)
 # citation is verified against them at start-up.
 run: $(STAMP)
 	@if [ -d "$(SEEDS)" ]; then echo "verifying citations against $(SEEDS)"; fi
+	@case "$$TRIAGE_CDS_AUTH_DISABLED" in 1|true|True|TRUE) \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!!  TRIAGE_CDS_AUTH_DISABLED is on: CDS Hooks calls are NOT authenticated.     !!"; \
+		echo "!!  Local development only. Unset it before exposing this port to anyone.    !!"; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";; esac
 	TRIAGE_SOURCE_TEXTS_DIR=$(if $(wildcard $(SEEDS)),$(abspath $(SEEDS)),) PORT=$(PORT) \
 		exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'service:create_app()'
 
@@ -28,6 +33,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest
+
+# Latency of a CDS Hooks call beside /v1/triage (docs/performance.md). Not a test: the machine is shared.
+bench: $(STAMP)
+	$(BIN)/python -m bench.cds_hooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,8 +6,11 @@ from typing import Any
 
 import flask
 import yaml
+from flask_cors import CORS
 
+from service.cds.setup import as_list, build_cds
 from service.config import DefaultConfig
+from service.engine.model import KnowledgeBase
 from service.knowledge import load_knowledge
 from service.knowledge.texts import verify_texts
 from service.logs import configure_logging, init_request_logging, log
@@ -33,10 +36,20 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     )
 
     init_request_logging(app)
+    _init_cds(app, kb)
     api = ProblemApi(app)
-    from service.routes import health, knowledge, sources, triage
+    api.spec.components.security_scheme(
+        "cdsClientJwt",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "CDS Hooks client JWT (ES384/RS384).",
+        },
+    )
+    from service.routes import cds, health, knowledge, sources, triage
 
-    for module in (triage, knowledge, sources, health):
+    for module in (triage, knowledge, sources, health, cds):
         api.register_blueprint(module.blp)
 
     @app.get("/openapi.yaml")
@@ -45,6 +58,33 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
 
     app.extensions["triage_api"] = api
     return app
+
+
+def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:
+    state = build_cds(kb, app.config)
+    app.extensions["triage_cds"] = state
+    origins = as_list(app.config["CORS_ORIGINS"])
+    if origins:
+        CORS(
+            app,
+            resources={r"/cds-services*": {"origins": origins}},
+            methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    if state["verifier"] is None:
+        # Loud on purpose: without verification anyone who can reach the port can call the service.
+        log.warning(
+            "cds_auth_disabled",
+            message="CDS Hooks calls are NOT authenticated (TRIAGE_CDS_AUTH_DISABLED). Local development only.",
+        )
+    log.info(
+        "cds_ready",
+        mapping_version=state["mapping"].version,
+        trusted_issuers=state["issuers"],
+        fhir_hosts=len(as_list(app.config["CDS_FHIR_HOSTS"])),
+        cors_origins=len(origins),
+    )
 
 
 def spec_yaml(api: ProblemApi) -> str:

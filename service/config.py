@@ -12,6 +12,23 @@ class DefaultConfig:
     MAX_CONTENT_LENGTH = 64 * 1024  # a full request is under 2 KiB
     MAX_FORM_MEMORY_SIZE = 64 * 1024
 
+    # --- CDS Hooks (see README, "EHR integration") ---
+    # The service's public base URL, e.g. https://cds.example.org. JWT audiences and card links are
+    # built from it; without it, from the Host the request came to (fine behind no proxy only).
+    PUBLIC_BASE_URL = ""
+    CDS_TRUST_FILE = ""  # trusted issuers (iss, JWKS, jku allow-list); see deploy/cds-trust.example.yaml
+    CDS_AUTH_DISABLED = False  # local development only: accept CDS Hooks calls without a JWT
+    CDS_JWT_LEEWAY_SECONDS = 30
+    CDS_JWT_MAX_LIFETIME_SECONDS = 3600
+    CDS_JWKS_CACHE_SECONDS = 300
+    CDS_FHIR_HOSTS = ""  # FHIR servers the service may read from: "host[:port]" list (comma-separated)
+    CDS_FHIR_ALLOW_HTTP = False  # plain http to those hosts: loopback tests and local development only
+    CDS_FHIR_TIMEOUT_SECONDS = 2.0
+    CDS_MAPPING_FILE = ""  # a site's FHIR-to-findings mapping; the bundled one when empty
+    CDS_MAX_OBSERVATION_AGE_DAYS = 90  # older exam Observations are reported, not used
+    CDS_MAX_CONTENT_LENGTH = 2 * 1024 * 1024  # prefetch can carry 100 Observations and more
+    CORS_ORIGINS = ""  # browser origins allowed to call /cds-services (comma-separated); none by default
+
     API_TITLE = "Leg-raise triage API"
     API_VERSION = "1.0.0"
     OPENAPI_VERSION = "3.0.3"

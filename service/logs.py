@@ -49,6 +49,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel("WARNING")
+    # urllib3 logs request lines (FHIR paths and queries name the patient) at DEBUG.
+    logging.getLogger("urllib3").setLevel("WARNING")
 
 
 def _drop_exc_info(logger: object, name: str, event: dict) -> dict:

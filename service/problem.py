@@ -25,6 +25,8 @@ class ProblemApi(flask_smorest.Api):
 
     def handle_http_exception(self, error: HTTPException) -> flask.Response:
         data = getattr(error, "data", None) or {}
+        if flask.request.blueprint in FHIR_ERROR_BLUEPRINTS:
+            return _operation_outcome_response(error, data)
         body: dict[str, Any] = {"type": "about:blank", "title": error.name, "status": error.code}
         detail = data.get("message") or _default_detail(error)
         if detail:
@@ -56,6 +58,43 @@ class ProblemApi(flask_smorest.Api):
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, PROBLEM_JSON)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+# Blueprints whose callers (EHRs) expect FHIR OperationOutcome error bodies instead of problem+json.
+FHIR_ERROR_BLUEPRINTS = frozenset({"cds"})
+ISSUE_CODES = {
+    400: "structure",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    412: "processing",
+    413: "too-costly",
+    415: "not-supported",
+    422: "invalid",
+    500: "exception",
+}
+
+
+def _operation_outcome_response(error: HTTPException, data: dict[str, Any]) -> flask.Response:
+    code = ISSUE_CODES.get(error.code or 500, "processing")
+    if "messages" in data:
+        issues = [
+            {"severity": "error", "code": "invalid", "diagnostics": e["detail"], "expression": [e["field"]]}
+            for e in _field_errors(data["messages"])
+        ]
+    else:
+        issues = [{"severity": "error", "code": code, "diagnostics": data.get("message") or _default_detail(error)}]
+    response = flask.jsonify({"resourceType": "OperationOutcome", "issue": [_no_empty(i) for i in issues]})
+    response.status_code = error.code or 500
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _no_empty(issue: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in issue.items() if v}
 
 
 def _default_detail(error: HTTPException) -> str | None:
@@ -143,3 +182,23 @@ class StrictJSONParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictJSONParser()
+
+
+class _WithoutDefaultError:
+    """The Api seen by one blueprint's doc builder, minus the default problem+json error response."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def __init__(self, api: flask_smorest.Api):
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+
+class FhirErrorBlueprint(Blueprint):
+    """Documents its own OperationOutcome errors instead of the API-wide problem+json default."""
+
+    @staticmethod
+    def _prepare_response_doc(doc: dict, doc_info: dict, *, api: flask_smorest.Api, **kwargs: Any) -> dict:
+        return Blueprint._prepare_response_doc(doc, doc_info, api=_WithoutDefaultError(api), **kwargs)

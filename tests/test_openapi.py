@@ -83,6 +83,8 @@ def test_triage_documents_its_client_errors(committed):
 def test_error_responses_are_problem_json(committed):
     checked = 0
     for path, method, op in operations(committed):
+        if path.startswith("/cds-services"):
+            continue  # EHR-facing: OperationOutcome bodies (next test)
         for status, response in op["responses"].items():
             if status.startswith("2"):
                 continue
@@ -116,3 +118,15 @@ def test_request_example_gives_the_documented_response(client, committed):
     response = client.post("/v1/triage", json=example_request)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == example_response
+
+
+def test_cds_hooks_errors_are_documented_as_operation_outcomes(committed):
+    cds = [(path, method, op) for path, method, op in operations(committed) if path.startswith("/cds-services")]
+    assert len(cds) == 3
+    for path, method, op in cds:
+        assert op["security"] == [{"cdsClientJwt": []}], path
+        errors = {s: r for s, r in op["responses"].items() if not s.startswith("2")}
+        assert "401" in errors and "default" not in errors, f"{method} {path}"
+        for status, response in errors.items():
+            schema = resolve(committed, response)["content"]["application/json"]["schema"]
+            assert resolve(committed, schema)["properties"]["resourceType"]["enum"] == ["OperationOutcome"], status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.engine.logic import Facts
+from service.engine.logic import Facts, PartialSet
 from service.engine.model import Finding
 
 SENSATION_STATUS = "findings.sensation.status"
@@ -12,12 +12,18 @@ SENSATION_AREAS = "findings.sensation.areas"
 
 
 def build_facts(request: dict[str, Any], findings: dict[str, Finding]) -> Facts:
-    """Omitted and 'unknown' values become None: unknown is never read as absent."""
+    """Omitted and 'unknown' values become None: unknown is never read as absent.
+
+    A set finding is a list (complete) or, from the FHIR adapter only, {"present": [...], "absent": [...]}
+    where every member not listed is unknown.
+    """
     facts: Facts = {}
     for path, finding in findings.items():
         value = _lookup(request, path)
         if value is None or (not isinstance(value, list) and value in finding.unknown):
             facts[path] = None
+        elif finding.kind == "set" and isinstance(value, dict):
+            facts[path] = PartialSet(frozenset(value["present"]), frozenset(value["absent"]))
         elif finding.kind == "set":
             facts[path] = frozenset(value)
         else:
@@ -26,7 +32,7 @@ def build_facts(request: dict[str, Any], findings: dict[str, Finding]) -> Facts:
     return facts
 
 
-def _sensation_areas(status: str | None, areas: frozenset | None) -> frozenset | None:
+def _sensation_areas(status: str | None, areas: frozenset | PartialSet | None) -> frozenset | PartialSet | None:
     # The areas list says where sensation is abnormal. With normal sensation there are none;
     # with abnormal or unknown sensation, an empty or missing list means "not yet known where".
     if status == "normal":

@@ -25,6 +25,14 @@ FALSE = Outcome(False)
 
 
 @dataclass(frozen=True, slots=True)
+class PartialSet:
+    """A set finding known only in part (from FHIR, one member at a time): members not listed are unknown."""
+
+    present: frozenset
+    absent: frozenset
+
+
+@dataclass(frozen=True, slots=True)
 class Atom:
     fact: str
     op: str  # is | in | has | has_any | at_least
@@ -35,6 +43,8 @@ class Atom:
         if actual is None:
             return Outcome(None, open=(self.fact,))
         op, value = self.op, self.value
+        if isinstance(actual, PartialSet):
+            return self._check_partial(actual)
         if op == "is":
             hit = actual == value
         elif op == "in":
@@ -48,6 +58,14 @@ class Atom:
         else:  # the loader only builds the ops above
             raise ValueError(f"unknown operator {op!r}")
         return Outcome(True, matched=(self.fact,)) if hit else FALSE
+
+    def _check_partial(self, actual: PartialSet) -> Outcome:
+        wanted = frozenset([self.value]) if self.op == "has" else self.value
+        if not wanted.isdisjoint(actual.present):
+            return Outcome(True, matched=(self.fact,))
+        if wanted <= actual.absent:
+            return FALSE
+        return Outcome(None, open=(self.fact,))
 
     def atoms(self) -> tuple[Atom, ...]:
         return (self,)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.engine.facts import build_facts
-from service.engine.logic import Facts, Outcome
+from service.engine.logic import Facts, Outcome, PartialSet
 from service.engine.model import Citation, KnowledgeBase, Rule
 
 DISCLAIMER = (
@@ -175,4 +175,6 @@ def _trace(res: _Result, facts: Facts) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, PartialSet):
+        return sorted(value.present)  # a matched partial set matched on what is known present
     return sorted(value) if isinstance(value, frozenset) else value

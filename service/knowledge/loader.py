@@ -22,6 +22,7 @@ from service.engine.model import (
     Referral,
     Rule,
 )
+from service.knowledge.yamlfile import load_yaml
 
 BUNDLED = Path(__file__).resolve().parent
 FILES = ("sources", "citations", "findings", "catalog", "rules")
@@ -59,7 +60,7 @@ def canonical_hash(docs: dict[str, Any]) -> str:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise KnowledgeError([f"{path.name}: cannot read: {exc}"]) from exc
 

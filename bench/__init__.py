@@ -1,0 +1,1 @@
+"""Benchmarks (make bench): figures beside a yardstick from the same run, never timed tests."""

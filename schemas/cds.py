@@ -1,0 +1,196 @@
+"""CDS Hooks 2.0.1: discovery, service call, feedback and cards (request validation and documentation)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from schemas.base import StrictInteger, StrictSchema
+
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
+REFERENCE = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
+CODE = r"^[^\s|]([^|]{0,62}[^\s|])?$"
+HOOKS = ("patient-view", "order-select")
+
+
+def _text(max_length: int = 256, **kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=max_length), **kwargs)
+
+
+def _pattern(regex: str, description: str, **kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Regexp(regex), metadata={"description": description}, **kwargs)
+
+
+def _rfc3339(value: str) -> None:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", value):
+        raise ValidationError("Expected an RFC 3339 date-time with a time zone, e.g. 2026-11-22T10:05:31Z.")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError("Not a valid date-time.") from exc
+
+
+# --- service call -----------------------------------------------------------------------------
+class PatientViewContext(StrictSchema):
+    userId = _pattern(REFERENCE, "The user, e.g. Practitioner/123.", required=True)
+    patientId = _pattern(FHIR_ID, "FHIR id of the patient in context.", required=True)
+    encounterId = _pattern(FHIR_ID, "FHIR id of the encounter, if any.")
+
+
+class OrderSelectContext(PatientViewContext):
+    selections = fields.List(_text(256), required=True, validate=validate.Length(min=1, max=100))
+    draftOrders = fields.Dict(required=True, metadata={"description": "A Bundle of the draft orders."})
+
+
+CONTEXTS = {"patient-view": PatientViewContext, "order-select": OrderSelectContext}
+
+
+class FhirAuthorization(StrictSchema):
+    access_token = _text(8192, required=True, metadata={"description": "Bearer token for the FHIR server."})
+    token_type = fields.String(required=True, validate=validate.OneOf(["Bearer"]))
+    expires_in = StrictInteger(required=True, validate=validate.Range(min=0))
+    scope = _text(4096, required=True)
+    subject = _text(256, required=True)
+    patient = _pattern(FHIR_ID, "Patient the token is scoped to.")
+
+
+class FhirData(fields.Dict):
+    """A FHIR resource (JSON object), or null when the EHR has nothing recorded."""
+
+    def __init__(self, description: str):
+        super().__init__(allow_none=True, metadata={"description": description, "nullable": True})
+
+
+class Prefetch(StrictSchema):
+    patient = FhirData("Patient/{{context.patientId}}: the Patient.")
+    observations = FhirData("Searchset Bundle of the patient's exam Observations.")
+    conditions = FhirData("Searchset Bundle of the patient's mapped Conditions.")
+
+
+class CdsRequest(StrictSchema):
+    hook = fields.String(required=True, validate=validate.OneOf(HOOKS))
+    hookInstance = _text(128, required=True, metadata={"description": "UUID of this hook call."})
+    fhirServer = fields.Url(
+        schemes={"http", "https"}, require_tld=False, metadata={"description": "Base URL of the EHR's FHIR server."}
+    )
+    fhirAuthorization = fields.Nested(FhirAuthorization)
+    context = fields.Dict(required=True, metadata={"description": "Hook context (patient-view or order-select)."})
+    prefetch = fields.Nested(Prefetch)
+    extension = fields.Dict(metadata={"description": "Extensions; accepted and not used."})
+
+    @validates_schema
+    def _context_fits_hook(self, data: dict[str, Any], **kwargs: Any) -> None:
+        schema = CONTEXTS.get(data.get("hook", ""))
+        if schema is None:
+            return  # the hook field reports its own error
+        errors = schema().validate(data.get("context") or {})
+        if errors:
+            raise ValidationError(errors, "context")
+        if "fhirAuthorization" in data and "fhirServer" not in data:
+            raise ValidationError("Required when fhirAuthorization is sent.", "fhirServer")
+
+
+# --- feedback ---------------------------------------------------------------------------------
+class CdsCoding(StrictSchema):
+    system = _text(512, required=True)
+    code = _pattern(CODE, "The code.", required=True)
+    display = _text(512)
+
+
+class AcceptedSuggestion(StrictSchema):
+    id = _pattern(UUID, "uuid of the accepted suggestion.", required=True)
+
+
+class OverrideReason(StrictSchema):
+    reason = fields.Nested(CdsCoding)
+    userComment = _text(4000, metadata={"description": "Free text; kept out of logs."})
+
+
+class FeedbackItem(StrictSchema):
+    card = _pattern(UUID, "uuid of the card.", required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(["accepted", "overridden"]))
+    acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestion), validate=validate.Length(min=1, max=50))
+    overrideReason = fields.Nested(OverrideReason)
+    outcomeTimestamp = fields.String(required=True, validate=_rfc3339)
+
+    @validates_schema
+    def _outcome_fits(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("outcome") == "accepted" and not data.get("acceptedSuggestions"):
+            raise ValidationError("Required when the outcome is accepted.", "acceptedSuggestions")
+        if data.get("outcome") == "accepted" and "overrideReason" in data:
+            raise ValidationError("Only for overridden cards.", "overrideReason")
+        if data.get("outcome") == "overridden" and "acceptedSuggestions" in data:
+            raise ValidationError("Only for accepted cards.", "acceptedSuggestions")
+
+
+class FeedbackRequest(StrictSchema):
+    feedback = fields.List(fields.Nested(FeedbackItem), required=True, validate=validate.Length(min=1, max=100))
+
+
+# --- responses (documentation) ----------------------------------------------------------------
+class CdsServiceDefinition(StrictSchema):
+    hook = fields.String(required=True)
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True)
+    prefetch = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    usageRequirements = fields.String(required=True)
+
+
+class Discovery(StrictSchema):
+    services = fields.List(fields.Nested(CdsServiceDefinition), required=True)
+
+
+class CardSource(StrictSchema):
+    label = fields.String(required=True)
+    url = fields.String(metadata={"description": "Given when the service has a public base URL configured."})
+
+
+class SuggestionAction(StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(["create"]))
+    description = fields.String(required=True)
+    resource = fields.Dict(required=True, metadata={"description": "A RiskAssessment or ServiceRequest (FHIR R4)."})
+
+
+class Suggestion(StrictSchema):
+    label = fields.String(required=True)
+    uuid = fields.String(required=True)
+    actions = fields.List(fields.Nested(SuggestionAction), required=True)
+
+
+class CardLink(StrictSchema):
+    label = fields.String(required=True)
+    url = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(["absolute"]))
+
+
+class Card(StrictSchema):
+    uuid = fields.String(required=True)
+    summary = fields.String(required=True, validate=validate.Length(max=139))
+    indicator = fields.String(required=True, validate=validate.OneOf(["info", "warning", "critical"]))
+    detail = fields.String(required=True, metadata={"description": "GitHub-flavoured Markdown."})
+    source = fields.Nested(CardSource, required=True)
+    suggestions = fields.List(fields.Nested(Suggestion), required=True)
+    selectionBehavior = fields.String(required=True, validate=validate.OneOf(["any"]))
+    overrideReasons = fields.List(fields.Nested(CdsCoding), required=True)
+    links = fields.List(fields.Nested(CardLink), required=True)
+
+
+class CdsResponse(StrictSchema):
+    cards = fields.List(fields.Nested(Card), required=True, metadata={"description": "Empty when nothing to say."})
+
+
+class OperationOutcomeIssue(StrictSchema):
+    severity = fields.String(required=True)
+    code = fields.String(required=True)
+    diagnostics = fields.String()
+    expression = fields.List(fields.String())
+
+
+class OperationOutcome(StrictSchema):
+    resourceType = fields.String(required=True, validate=validate.OneOf(["OperationOutcome"]))
+    issue = fields.List(fields.Nested(OperationOutcomeIssue), required=True)

@@ -1,0 +1,154 @@
+"""A triage result as one CDS Hooks card: indicator by level, Markdown detail, suggestions and links."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.cds.extract import Note
+from service.cds.fhir_out import OWN_SYSTEM, TARGETS, TESTS, all_citations, prune, risk_assessment, service_requests
+from service.engine.model import KnowledgeBase
+
+INDICATOR = {"emergency": "critical", "urgent": "warning"}  # every other level: info
+SUMMARY_MAX = 139  # the spec asks for fewer than 140 characters
+URGENCY_WORDS = {
+    "emergency": "now",
+    "urgent": "today",
+    "routine": "routine",
+    "if_persistent": "if it does not settle",
+    "self_care": "self-care",
+}
+OVERRIDE_REASONS = (
+    ("already-assessed", "Already assessed or referred for this problem"),
+    ("findings-outdated", "The recorded findings are out of date"),
+    ("findings-incorrect", "The recorded findings are wrong"),
+    ("clinical-judgement", "Clinical judgement differs (documented in the record)"),
+)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+
+@dataclass(frozen=True)
+class CardContext:
+    patient_id: str
+    encounter_id: str | None
+    base_url: str  # absolute, no trailing slash: where links point
+    public: bool  # True when base_url is the configured public URL (then source.url is given)
+    now: datetime
+
+
+def escape(text: str) -> str:
+    """Text from the EHR shown as literal Markdown (no links, HTML or formatting)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def summary(result: dict[str, Any]) -> str:
+    triage = result["triage"]
+    head = triage["label"] + (" (provisional)" if triage["provisional"] else "")
+    text = f"{head}: {triage['action']}"
+    if result["causes"]:
+        text = f"{head}: {result['causes'][0]['name']} most likely. {triage['action']}"
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def triage_card(
+    kb: KnowledgeBase, result: dict[str, Any], notes: list[Note], basis: list[str], ctx: CardContext
+) -> dict[str, Any]:
+    triage = result["triage"]
+    source: dict[str, Any] = {"label": f"Leg-raise triage (knowledge {result['knowledge']['version']})"}
+    if ctx.public:
+        source["url"] = f"{ctx.base_url}/v1/sources"
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary(result),
+        "indicator": INDICATOR.get(triage["level"], "info"),
+        "detail": detail(kb, result, notes),
+        "source": source,
+        "suggestions": _suggestions(result, basis, ctx),
+        "selectionBehavior": "any",
+        "overrideReasons": [
+            {"system": OWN_SYSTEM, "code": f"override-{code}", "display": display} for code, display in OVERRIDE_REASONS
+        ],
+        "links": _links(result, ctx),
+    }
+    return prune(card)
+
+
+def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
+    triage = result["triage"]
+    lines = [f"**{triage['label']}.** {triage['action']}"]
+    if triage["provisional"]:
+        lines.append(f"\nProvisional: {len(result['missing'])} finding(s) not yet known could make this more urgent.")
+    if result["causes"]:
+        lines.append("\n**Possible causes**, most likely first:")
+        lines += [f"{i}. {c['name']}: {c['strength']} support" for i, c in enumerate(result["causes"], 1)]
+    referrals = [r for r in result["referrals"] if r["to"] != "self_management"]
+    if referrals:
+        lines.append("\n**Referrals:**")
+        for ref in referrals:
+            tests = f", with {', '.join(TESTS[t] for t in ref['tests'])}" if ref["tests"] else ""
+            lines.append(f"- {TARGETS[ref['to']]} ({URGENCY_WORDS[ref['urgency']]}){tests}")
+    if result["advice"]:
+        lines.append("\n**Self-management advice:**")
+        lines += [f"- {a['text']}" for a in result["advice"]]
+    if result["missing"]:
+        lines.append("\n**Still to ask:**")
+        lines += [f"- {m['question']}" for m in result["missing"]]
+    if notes:
+        lines.append("\n**Not used from the record:**")
+        lines += [f"- {escape(n.reference)} ({escape(n.label)}): {escape(n.reason)}" for n in notes]
+    lines.append("\n**Sources:**")
+    titles = {s["id"]: s["title"] for s in kb.sources}
+    sections: dict[tuple[str, str], list[int]] = {}
+    for locator in all_citations(result):
+        paragraphs = sections.setdefault((locator["source"], locator["heading"] or "Introduction"), [])
+        paragraphs.append(locator["paragraph"])
+    for (source, heading), paragraphs in sections.items():
+        numbers = sorted(set(paragraphs))
+        word = "paragraphs" if len(numbers) > 1 else "paragraph"
+        lines.append(f"- {source} {titles.get(source, '')}: {heading}, {word} {', '.join(map(str, numbers))}")
+    lines.append(f"\n{result['disclaimer']}")
+    return "\n".join(lines)
+
+
+def _suggestions(result: dict[str, Any], basis: list[str], ctx: CardContext) -> list[dict[str, Any]]:
+    level_label = result["triage"]["label"]
+    assessment = risk_assessment(
+        result, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, basis=basis, now=ctx.now
+    )
+    out = [
+        {
+            "label": "Record this triage assessment in the chart",
+            "uuid": str(uuid.uuid4()),
+            "actions": [
+                {"type": "create", "description": "Store the triage result as a RiskAssessment", "resource": assessment}
+            ],
+        }
+    ]
+    for referral in result["referrals"]:
+        if referral["to"] == "self_management":
+            continue
+        requests = service_requests(
+            referral, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, level_label=level_label
+        )
+        out.append(
+            {
+                "label": f"{TARGETS[referral['to']]} ({URGENCY_WORDS[referral['urgency']]})"[:80],
+                "uuid": str(uuid.uuid4()),
+                "actions": [
+                    {"type": "create", "description": f"Propose: {r['code']['text']}", "resource": r} for r in requests
+                ],
+            }
+        )
+    return out
+
+
+def _links(result: dict[str, Any], ctx: CardContext) -> list[dict[str, Any]]:
+    links = [
+        {"label": f"Rule {rule}", "url": f"{ctx.base_url}/v1/rules/{rule}", "type": "absolute"}
+        for rule in result["triage"]["rules"]
+    ]
+    links.append({"label": "All rules and their sources", "url": f"{ctx.base_url}/v1/knowledge", "type": "absolute"})
+    return links

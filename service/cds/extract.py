@@ -1,0 +1,332 @@
+"""FHIR R4 resources to a triage request, reporting every resource that could not be used and why.
+
+Unknown stays unknown: a finding no resource speaks for is left out of the request, and a set
+finding whose members are only partly reported keeps the rest unknown. Where two records disagree,
+the more abnormal one is used, so a conflicting record can never lower the level.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from service.cds.mapping import Entry, Mapping, Token
+from service.engine.model import Finding
+
+USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
+ACTIVE_CONDITION = frozenset({"active", "recurrence", "relapse"})
+NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
+SEXES = {"male": "male", "female": "female", "other": "other", "unknown": "unknown"}
+_DATE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?")
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class WrongPatient(Exception):
+    """A resource is about another patient than the hook's context: nothing is evaluated."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """A resource the service read but did not use, with the reason (sent back to the EHR, never logged)."""
+
+    reference: str
+    label: str
+    reason: str
+
+
+@dataclass
+class Extraction:
+    request: dict[str, Any]
+    used: list[str] = field(default_factory=list)  # references of the resources that set a finding
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def recognised(self) -> bool:
+        return bool(self.request["findings"])
+
+
+@dataclass(frozen=True)
+class _Reading:
+    when: datetime
+    value: Any
+    reference: str
+
+
+def extract(
+    mapping: Mapping,
+    *,
+    patient_id: str,
+    patient: dict[str, Any] | None,
+    observations: list[dict[str, Any]],
+    conditions: list[dict[str, Any]],
+    now: datetime,
+    max_age: timedelta,
+) -> Extraction:
+    out = Extraction(request={"findings": {}})
+    readings: dict[tuple[str, str | None], list[_Reading]] = {}
+    entries: dict[tuple[str, str | None], Entry] = {}
+    for index, obs in enumerate(observations):
+        _observation(mapping, obs, index, patient_id, (now, max_age), readings, entries, out)
+    for index, cond in enumerate(conditions):
+        _condition(mapping, cond, index, patient_id, readings, entries, out)
+    _settle(readings, entries, out)
+    if patient is not None:
+        _patient(patient, patient_id, now, out)
+    return out
+
+
+def _reference(resource: dict[str, Any], kind: str, index: int) -> str:
+    rid = resource.get("id")
+    return f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind} #{index + 1} (no id)"
+
+
+def _label(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return "(no code)"
+    if isinstance(concept.get("text"), str) and concept["text"]:
+        return concept["text"]
+    for coding in _codings(concept):
+        return coding[2] or f"{coding[0]}|{coding[1]}"
+    return "(no code)"
+
+
+def _codings(concept: Any) -> list[tuple[str, str, str]]:
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return []
+    out = []
+    for coding in concept["coding"]:
+        if isinstance(coding, dict) and isinstance(coding.get("system"), str) and isinstance(coding.get("code"), str):
+            display = coding.get("display")
+            out.append((coding["system"], coding["code"], display if isinstance(display, str) else ""))
+    return out
+
+
+def _match(table: dict[Token, Entry], concept: Any) -> Entry | None:
+    for system, code, _ in _codings(concept):
+        entry = table.get((system, code))
+        if entry:
+            return entry
+    return None
+
+
+def _check_subject(resource: dict[str, Any], patient_id: str) -> bool:
+    """True when the resource is about the patient; False when it names no patient; raises for another one."""
+    subject = resource.get("subject")
+    ref = subject.get("reference") if isinstance(subject, dict) else None
+    if not isinstance(ref, str) or not ref:
+        return False
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id:
+        return True
+    raise WrongPatient()
+
+
+def parse_instant(text: Any) -> datetime | None:
+    """A FHIR date, dateTime or instant as an aware datetime (partial dates at their start); None if unusable."""
+    if not isinstance(text, str):
+        return None
+    if "T" in text:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    found = _DATE.fullmatch(text)
+    if not found:
+        return None
+    try:
+        return datetime(int(found[1]), int(found[3] or 1), int(found[5] or 1), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _observation_time(obs: dict[str, Any]) -> datetime | None:
+    period = obs.get("effectivePeriod")
+    candidates = [obs.get("effectiveDateTime"), obs.get("effectiveInstant")]
+    if isinstance(period, dict):
+        candidates += [period.get("end"), period.get("start")]
+    candidates.append(obs.get("issued"))
+    for text in candidates:
+        moment = parse_instant(text)
+        if moment:
+            return moment
+    return None
+
+
+def _observation(
+    mapping: Mapping,
+    obs: dict[str, Any],
+    index: int,
+    patient_id: str,
+    window: tuple[datetime, timedelta],
+    readings: dict[tuple[str, str | None], list[_Reading]],
+    entries: dict[tuple[str, str | None], Entry],
+    out: Extraction,
+) -> None:
+    ref, label = _reference(obs, "Observation", index), _label(obs.get("code"))
+
+    def skip(reason: str) -> None:
+        out.notes.append(Note(ref, label, reason))
+
+    entry = _match(mapping.observations, obs.get("code"))
+    if entry is None:
+        return skip("code not recognised")
+    if not _check_subject(obs, patient_id):
+        return skip("names no patient; not used")
+    status = obs.get("status")
+    if status not in USABLE_OBSERVATION:
+        return skip(f"status {status if isinstance(status, str) else '(none)'}; not used")
+    when = _observation_time(obs)
+    now, max_age = window
+    if when is not None and when < now - max_age:
+        return skip(f"recorded more than {max_age.days} days ago; not used")
+    if "dataAbsentReason" in obs and not any(k.startswith("value") for k in obs):
+        return skip("recorded without a value; the finding stays unknown")
+    value, problem = _read_value(entry, obs)
+    if problem:
+        return skip(problem)
+    readings.setdefault(entry.slot, []).append(_Reading(when or _EPOCH, value, ref))
+    entries[entry.slot] = entry
+
+
+def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
+    finding = entry.finding
+    if finding.kind == "enum":
+        concept = obs.get("valueCodeableConcept")
+        for system, code, _ in _codings(concept):
+            value = entry.answers.get((system, code))
+            if value is not None:
+                return value, None
+        return None, "answer not recognised (expected valueCodeableConcept with a mapped coding)"
+    if finding.kind in ("tri", "set"):
+        flag = obs.get("valueBoolean")
+        if not isinstance(flag, bool):
+            return None, "expected valueBoolean"
+        if finding.kind == "tri":
+            return ("present" if flag else "absent"), None
+        return flag, None
+    number = obs.get("valueInteger")
+    quantity = obs.get("valueQuantity")
+    if number is None and isinstance(quantity, dict):
+        number = quantity.get("value")
+        if isinstance(number, float) and number.is_integer():
+            number = int(number)
+    if not isinstance(number, int) or isinstance(number, bool):
+        return None, "expected valueInteger"
+    if not (finding.minimum or 0) <= number <= (finding.maximum if finding.maximum is not None else number):
+        return None, f"value outside {finding.minimum}-{finding.maximum}; not used"
+    return number, None
+
+
+def _condition(
+    mapping: Mapping,
+    cond: dict[str, Any],
+    index: int,
+    patient_id: str,
+    readings: dict[tuple[str, str | None], list[_Reading]],
+    entries: dict[tuple[str, str | None], Entry],
+    out: Extraction,
+) -> None:
+    ref, label = _reference(cond, "Condition", index), _label(cond.get("code"))
+    entry = _match(mapping.conditions, cond.get("code"))
+    if entry is None:
+        out.notes.append(Note(ref, label, "code not recognised"))
+        return
+    if not _check_subject(cond, patient_id):
+        out.notes.append(Note(ref, label, "names no patient; not used"))
+        return
+    clinical = {code for _, code, _ in _codings(cond.get("clinicalStatus"))}
+    verification = {code for _, code, _ in _codings(cond.get("verificationStatus"))}
+    if verification & NOT_CONFIRMED:
+        out.notes.append(Note(ref, label, "refuted or entered in error; not used"))
+        return
+    # A Condition without a clinical status is taken as current: the safer reading of a diagnosis.
+    if clinical and not clinical & ACTIVE_CONDITION:
+        out.notes.append(Note(ref, label, "not active; not used"))
+        return
+    value = True if entry.finding.kind == "set" else (entry.value or "present")
+    readings.setdefault(entry.slot, []).append(_Reading(_EPOCH, value, ref))
+    entries[entry.slot] = entry
+
+
+def _severity(finding: Finding, value: Any) -> int:
+    """Higher is more abnormal; used only to break ties between conflicting records."""
+    if finding.kind == "int":
+        return int(value)
+    if finding.kind == "set":
+        return 1 if value else 0
+    if value in finding.unknown:
+        return -1
+    return 0 if value in finding.normal or value == "absent" else 1
+
+
+def _settle(
+    readings: dict[tuple[str, str | None], list[_Reading]],
+    entries: dict[tuple[str, str | None], Entry],
+    out: Extraction,
+) -> None:
+    members: dict[str, dict[str, bool]] = {}
+    for slot, found in readings.items():
+        finding = entries[slot].finding
+        latest = max((r.when for r in found if not _is_condition(r)), default=None)
+        current = [r for r in found if _is_condition(r) or r.when == latest]
+        chosen = max(current, key=lambda r: _severity(finding, r.value))
+        for reading in found:
+            if reading is chosen:
+                continue
+            if reading in current and reading.value != chosen.value:
+                reason = "conflicts with a more abnormal record; not used"
+                out.notes.append(Note(reading.reference, entries[slot].display, reason))
+            elif reading not in current:
+                out.notes.append(Note(reading.reference, entries[slot].display, "superseded by a later record"))
+        out.used.append(chosen.reference)
+        path, member = slot
+        if member is not None:
+            members.setdefault(path, {})[member] = bool(chosen.value)
+        else:
+            _set(out.request["findings"], path, chosen.value)
+    for path, known in members.items():
+        finding = entries[(path, next(iter(known)))].finding
+        present = sorted(m for m, flag in known.items() if flag)
+        if len(known) == len(finding.values):
+            value: Any = [m for m in finding.values if known[m]]
+        else:
+            value = {"present": present, "absent": sorted(m for m, flag in known.items() if not flag)}
+        _set(out.request["findings"], path, value)
+    out.used[:] = list(dict.fromkeys(out.used))
+
+
+def _is_condition(reading: _Reading) -> bool:
+    return reading.reference.startswith("Condition")
+
+
+def _set(findings: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.removeprefix("findings.").split(".")
+    node = findings
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extraction) -> None:
+    if patient.get("id") not in (None, patient_id):
+        raise WrongPatient()
+    info: dict[str, Any] = {}
+    sex = SEXES.get(patient.get("gender"))  # type: ignore[arg-type]
+    if sex:
+        info["sex"] = sex
+    born = patient.get("birthDate")
+    if isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born):
+        try:
+            birth = date.fromisoformat(born)
+        except ValueError:
+            birth = None
+        if birth:
+            today = now.date()
+            age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+            if 0 <= age <= 130:
+                info["age"] = age
+    if info:
+        out.request["patient"] = info

@@ -1,0 +1,148 @@
+"""FHIR R4 resources the service emits: the triage result as a RiskAssessment, referrals as ServiceRequests.
+
+Canonical URLs are the service's own, as stable URNs (the project owns no domain): the code system
+named `triage` in the mapping file, and one URN per extension below. README lists them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+OWN_SYSTEM = "urn:uuid:f1e21d72-9cca-44c3-ab7a-94d093d480b6"
+EXT_LEVEL = "urn:uuid:b560d7fc-b120-4d99-9ee1-f9a18828f90f"  # valueCoding: the triage level
+EXT_RULE = "urn:uuid:e0f8e2d9-7b6f-4203-ae78-ca35e351f1df"  # valueString: a rule that fired
+EXT_CITATION = "urn:uuid:d7b581b4-03f3-44ef-bc22-e4956ec7e68a"  # complex: one source locator
+EXT_KNOWLEDGE = "urn:uuid:891250ba-1c24-4140-874b-94f59c2d0ed8"  # valueString: knowledge version and hash
+
+PRIORITY = {"emergency": "stat", "urgent": "urgent", "routine": "routine", "if_persistent": "routine"}
+TARGETS = {
+    "emergency_department": "Emergency department assessment",
+    "physician": "Medical assessment by a physician",
+    "neurologist": "Referral to a neurologist",
+    "orthopedist": "Referral to an orthopaedic specialist",
+    "physical_therapist": "Referral to a physical therapist",
+    "self_management": "Self-management",
+}
+TESTS = {"mri": "MRI scan", "nerve_conduction_study": "Nerve conduction study"}
+
+
+def own_code(kind: str, ident: str) -> str:
+    return f"{kind}-{ident.replace('_', '-')}"
+
+
+def citation_extension(locator: dict[str, Any]) -> dict[str, Any]:
+    parts = [
+        {"url": "source", "valueString": locator["source"]},
+        {"url": "section", "valueString": locator["section"]},
+        {"url": "paragraph", "valuePositiveInt": locator["paragraph"]},
+        {"url": "start", "valueInteger": locator["start"]},
+        {"url": "end", "valueInteger": locator["end"]},
+        {"url": "sha256", "valueString": locator["sha256"]},
+    ]
+    return {"url": EXT_CITATION, "extension": parts}
+
+
+def all_citations(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every citation behind the answer, level first, without repeats."""
+    groups = [result["triage"]["citations"]]
+    groups += [c["citations"] for key in ("causes", "referrals", "advice") for c in result[key]]
+    seen: dict[tuple, dict[str, Any]] = {}
+    for group in groups:
+        for locator in group:
+            seen.setdefault((locator["source"], locator["start"], locator["end"], locator["sha256"]), locator)
+    return list(seen.values())
+
+
+def risk_assessment(
+    result: dict[str, Any],
+    *,
+    patient_id: str,
+    encounter_id: str | None,
+    basis: list[str],
+    now: datetime,
+) -> dict[str, Any]:
+    triage = result["triage"]
+    knowledge = result["knowledge"]
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "extension": [
+            {
+                "url": EXT_LEVEL,
+                "valueCoding": {
+                    "system": OWN_SYSTEM,
+                    "code": own_code("level", triage["level"]),
+                    "display": triage["label"],
+                },
+            },
+            {"url": EXT_KNOWLEDGE, "valueString": f"{knowledge['version']} sha256:{knowledge['sha256']}"},
+            *({"url": EXT_RULE, "valueString": t["rule"]} for t in result["trace"]),
+            *(citation_extension(c) for c in all_citations(result)),
+        ],
+        # preliminary while unknown findings could still raise the level
+        "status": "preliminary" if triage["provisional"] else "final",
+        "code": {"coding": [{"system": OWN_SYSTEM, "code": "leg-raise-triage", "display": "Leg-raise triage"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "occurrenceDateTime": now.isoformat(timespec="seconds"),
+        "method": {"text": f"Rule-based triage, knowledge {knowledge['version']}"},
+        "basis": [{"reference": ref} for ref in basis],
+        "prediction": [
+            {
+                "outcome": {
+                    "coding": [{"system": OWN_SYSTEM, "code": own_code("cause", c["id"]), "display": c["name"]}],
+                    "text": c["name"],
+                },
+                "rationale": f"{c['strength']} support (score {c['score']}); rules {', '.join(c['rules'])}",
+            }
+            for c in result["causes"]
+        ],
+        "mitigation": triage["action"],
+        "note": [{"text": result["disclaimer"]}],
+    }
+    if encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    return prune(resource)
+
+
+def service_requests(
+    referral: dict[str, Any], *, patient_id: str, encounter_id: str | None, level_label: str
+) -> list[dict[str, Any]]:
+    """The referral and each test it calls for, as draft proposals the clinician can accept."""
+    items = [(own_code("referral", referral["to"]), TARGETS[referral["to"]])]
+    items += [(own_code("test", t), TESTS[t]) for t in referral["tests"]]
+    out = []
+    for code, text in items:
+        request: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "priority": PRIORITY[referral["urgency"]],
+            "code": {"coding": [{"system": OWN_SYSTEM, "code": code, "display": text}], "text": text},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "reasonCode": [{"text": f"Leg-raise triage: {level_label}"}],
+        }
+        if encounter_id:
+            request["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+        out.append(request)
+    return out
+
+
+def operation_outcome(code: str, diagnostics: str | None = None, expression: list[str] | None = None) -> dict:
+    """An OperationOutcome with one error issue (CDS Hooks error bodies, 412 included)."""
+    issue: dict[str, Any] = {"severity": "error", "code": code}
+    if diagnostics:
+        issue["diagnostics"] = diagnostics
+    if expression:
+        issue["expression"] = expression
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def prune(value: Any) -> Any:
+    """Drop None, "", [] and {} everywhere: CDS Hooks and FHIR both forbid empty elements."""
+    if isinstance(value, dict):
+        pruned = {k: prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        items = [prune(v) for v in value]
+        return [v for v in items if v not in (None, "", [], {})]
+    return value

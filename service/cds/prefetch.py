@@ -1,0 +1,155 @@
+"""The four states of a prefetch key, and reading from the EHR's FHIR server when data was not sent.
+
+- key with data: a Patient, or a searchset Bundle of Observations / Conditions;
+- key null: the EHR has nothing recorded (no resources, which is not the same as normal findings);
+- key absent, or an OperationOutcome in its place: read the query from `fhirServer` (allow-listed
+  hosts only, with the access token the EHR passed);
+- neither possible: DataUnavailable, which the route answers with 412.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from service.cds.extract import Note
+from service.cds.fhir_reader import FhirUnavailable
+from service.cds.mapping import PREFETCH_KEYS, Mapping
+
+EXPECTED = {"patient": "Patient", "observations": "Observation", "conditions": "Condition"}
+_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+class Reader(Protocol):
+    def read(self, base_url: str | None, query: str, access_token: str | None) -> dict[str, Any]: ...
+
+
+class DataUnavailable(Exception):
+    """Required data could be had neither from prefetch nor from the FHIR server (answered with 412)."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class InvalidPrefetch(Exception):
+    """Prefetched data is not what its template asks for (answered with 422)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+@dataclass
+class Gathered:
+    patient: dict[str, Any] | None = None
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)  # keys read from the FHIR server
+    notes: list[Note] = field(default_factory=list)
+
+
+def fill_template(template: str, context: dict[str, Any]) -> str | None:
+    """The query for a template, or None when it needs a context field the hook did not send."""
+    missing = False
+
+    def value(found: re.Match[str]) -> str:
+        nonlocal missing
+        item = context.get(found[1])
+        if not isinstance(item, str) or not item:
+            missing = True
+            return ""
+        return quote(item, safe="")
+
+    query = _TOKEN.sub(value, template)
+    return None if missing else query
+
+
+def gather(
+    mapping: Mapping,
+    context: dict[str, Any],
+    prefetch: dict[str, Any],
+    fhir_server: str | None,
+    access_token: str | None,
+    reader: Reader,
+) -> Gathered:
+    out = Gathered()
+    for key in PREFETCH_KEYS:
+        if key in prefetch and prefetch[key] is None:
+            continue  # nothing recorded
+        data = prefetch.get(key)
+        if data is None or _is_outcome(data):
+            data = _read(mapping, key, context, fhir_server, access_token, reader)
+            out.fetched.append(key)
+            problem = _shape_problem(key, data)
+            if problem:
+                raise DataUnavailable(key, "the FHIR server answered with something else")
+        else:
+            problem = _shape_problem(key, data)
+            if problem:
+                raise InvalidPrefetch(key, problem)
+        _take(key, data, out)
+    return out
+
+
+def _is_outcome(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("resourceType") == "OperationOutcome"
+
+
+def _read(
+    mapping: Mapping,
+    key: str,
+    context: dict[str, Any],
+    fhir_server: str | None,
+    access_token: str | None,
+    reader: Reader,
+) -> dict[str, Any]:
+    query = fill_template(mapping.prefetch[key], context)
+    if query is None:
+        raise DataUnavailable(key, "the hook context lacks a field the query needs")
+    try:
+        return reader.read(fhir_server, query, access_token)
+    except FhirUnavailable as exc:
+        raise DataUnavailable(key, exc.reason) from None
+
+
+def _shape_problem(key: str, data: Any) -> str | None:
+    expected = EXPECTED[key]
+    if not isinstance(data, dict):
+        return f"prefetch {key} must be a FHIR resource or null"
+    kind = data.get("resourceType")
+    if key == "patient":
+        return None if kind == "Patient" else f"prefetch {key} must be a Patient"
+    if kind != "Bundle":
+        return f"prefetch {key} must be a Bundle of {expected} resources"
+    entries = data.get("entry", [])
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("resource", {}), dict) for e in entries
+    ):
+        return f"prefetch {key}: Bundle.entry must be a list of entries holding resources"
+    return None
+
+
+def _take(key: str, data: dict[str, Any], out: Gathered) -> None:
+    if key == "patient":
+        out.patient = data
+        return
+    expected = EXPECTED[key]
+    bucket = out.observations if key == "observations" else out.conditions
+    for index, entry in enumerate(data.get("entry", [])):
+        resource = entry.get("resource")
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        mode = (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), dict) else None
+        if kind == expected and mode in (None, "match"):
+            bucket.append(resource)
+        elif kind == "OperationOutcome":
+            out.notes.append(Note(f"{key} entry {index + 1}", "OperationOutcome", "the EHR reported a problem"))
+        elif mode != "include":
+            out.notes.append(Note(f"{key} entry {index + 1}", str(kind), f"not a {expected}; not used"))
+    if any(isinstance(link, dict) and link.get("relation") == "next" for link in data.get("link", []) or []):
+        # Later pages are not read: the templates sort newest first, so the latest records are here.
+        out.notes.append(Note(key, "Bundle", f"only the first page ({len(bucket)} records) was read"))

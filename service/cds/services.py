@@ -1,0 +1,83 @@
+"""The CDS services this server offers (discovery) and the one call that evaluates a hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from service.cds.cards import CardContext, triage_card
+from service.cds.extract import extract
+from service.cds.mapping import Mapping
+from service.cds.prefetch import Reader, gather
+from service.engine import evaluate
+from service.engine.model import KnowledgeBase
+
+SERVICE_ID = "leg-raise-triage"
+TITLE = "Leg-raise and low back triage"
+# One id for both hooks: a later order-select answer replaces the patient-view card (spec: stale guidance).
+DESCRIPTIONS = {
+    "patient-view": (
+        "Triage from the exam findings already recorded for the patient (straight leg raise, sensation, "
+        "bladder and bowel, saddle numbness, pain, history, hip and function): level, likely causes, "
+        "referrals and the questions still to ask, each traced to its source."
+    ),
+    "order-select": (
+        "The same triage when imaging, a referral or treatment is being ordered, so the card reflects the "
+        "exam findings recorded during this visit."
+    ),
+}
+USAGE = (
+    "Reads exam Observations (category exam) and Conditions coded as in the service's FHIR mapping "
+    "(its own code system, or a site's local codes mapped to it). Findings not recorded are unknown, "
+    "never absent: the card lists them as questions. Needs the prefetch, or fhirServer with a token."
+)
+
+
+def discovery(mapping: Mapping) -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "hook": hook,
+                "id": SERVICE_ID,
+                "title": TITLE,
+                "description": description,
+                "prefetch": dict(mapping.prefetch),
+                "usageRequirements": USAGE,
+            }
+            for hook, description in DESCRIPTIONS.items()
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    public: bool
+    max_age: timedelta
+
+
+def answer_hook(
+    kb: KnowledgeBase, mapping: Mapping, reader: Reader, call: dict[str, Any], settings: Settings, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The CDS response for a validated call, and the engine result behind it (None when no card)."""
+    context = call["context"]
+    authorization = call.get("fhirAuthorization") or {}
+    data = gather(
+        mapping, context, call.get("prefetch") or {}, call.get("fhirServer"), authorization.get("access_token"), reader
+    )
+    found = extract(
+        mapping,
+        patient_id=context["patientId"],
+        patient=data.patient,
+        observations=data.observations,
+        conditions=data.conditions,
+        now=now,
+        max_age=settings.max_age,
+    )
+    notes = data.notes + found.notes
+    if not found.recognised and not notes:
+        return {"cards": []}, None  # nothing recorded that this service reads: nothing to say
+    result = evaluate(kb, found.request)
+    ctx = CardContext(context["patientId"], context.get("encounterId"), settings.base_url, settings.public, now)
+    return {"cards": [triage_card(kb, result, notes, found.used, ctx)]}, result

@@ -1,0 +1,46 @@
+"""Build the CDS Hooks parts from configuration once per process (plain Python, no Flask)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from service.cds.fhir_out import OWN_SYSTEM
+from service.cds.fhir_reader import FhirReader
+from service.cds.mapping import MappingError, load_mapping
+from service.cds.trust import TokenVerifier, load_trust_file
+from service.engine.model import KnowledgeBase
+
+
+def as_list(value: Any) -> list[str]:
+    """A list setting given as a list (JSON in the environment) or a comma-separated string."""
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value or "").split(",") if part.strip()]
+
+
+def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> dict[str, Any]:
+    mapping = load_mapping(kb, config["CDS_MAPPING_FILE"] or None)
+    if mapping.own_system != OWN_SYSTEM:
+        raise MappingError(f"systems.triage must stay {OWN_SYSTEM}: sites add aliases for their own systems")
+    verifier = None
+    issuers = load_trust_file(config["CDS_TRUST_FILE"]) if config["CDS_TRUST_FILE"] else []
+    if not config["CDS_AUTH_DISABLED"]:
+        verifier = TokenVerifier(
+            issuers,
+            leeway=int(config["CDS_JWT_LEEWAY_SECONDS"]),
+            max_lifetime=int(config["CDS_JWT_MAX_LIFETIME_SECONDS"]),
+            jwks_ttl=int(config["CDS_JWKS_CACHE_SECONDS"]),
+        )
+    reader = FhirReader(
+        as_list(config["CDS_FHIR_HOSTS"]),
+        allow_http=bool(config["CDS_FHIR_ALLOW_HTTP"]),
+        timeout=float(config["CDS_FHIR_TIMEOUT_SECONDS"]),
+    )
+    return {
+        "mapping": mapping,
+        "verifier": verifier,
+        "reader": reader,
+        "max_age": timedelta(days=int(config["CDS_MAX_OBSERVATION_AGE_DAYS"])),
+        "issuers": len(issuers),
+    }

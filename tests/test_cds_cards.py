@@ -1,0 +1,154 @@
+"""Every core clinical scenario sent as FHIR through CDS Hooks: same answer as /v1/triage, valid cards.
+
+The scenarios and the source sections they follow are those of tests/test_clinical_rules.py.
+Card rules follow CDS Hooks 2.0.1 "Card Attributes" and "Use of JSON"; every FHIR resource the
+service emits must parse with the R4B models of fhir.resources.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from service import create_app
+from service.cds.fhir_out import EXT_CITATION, EXT_LEVEL, EXT_RULE, OWN_SYSTEM
+from tests.fhir_cases import SERVICE_URL, call_for
+from tests.scenarios import exam
+from tests.test_clinical_rules import CASES
+
+INDICATORS = {"emergency": "critical", "urgent": "warning", "routine": "info", "self_care": "info"}
+
+
+@pytest.fixture(scope="module")
+def cds_client():
+    return create_app({"TESTING": True, "CDS_AUTH_DISABLED": True}).test_client()
+
+
+@pytest.fixture(scope="module")
+def answers(cds_client) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Per scenario: (the /v1/triage answer, the CDS Hooks answer) for the same findings."""
+    out = {}
+    for case in CASES:
+        findings = exam(case.changes)
+        direct = cds_client.post("/v1/triage", json={"findings": findings})
+        hooked = cds_client.post(SERVICE_URL, json=call_for(findings))
+        assert direct.status_code == 200, case.name
+        assert hooked.status_code == 200, (case.name, hooked.get_json())
+        out[case.name] = (direct.get_json(), hooked.get_json())
+    return out
+
+
+def _assessment(card: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        a["resource"]
+        for s in card["suggestions"]
+        for a in s["actions"]
+        if a["resource"]["resourceType"] == "RiskAssessment"
+    )
+
+
+def _citations(result: dict[str, Any]) -> set[tuple]:
+    groups = [result["triage"]["citations"]]
+    groups += [item["citations"] for key in ("causes", "referrals", "advice") for item in result[key]]
+    return {(c["source"], c["section"], c["paragraph"], c["start"], c["end"], c["sha256"]) for g in groups for c in g}
+
+
+def _extension_citations(assessment: dict[str, Any]) -> set[tuple]:
+    out = set()
+    for ext in assessment["extension"]:
+        if ext["url"] == EXT_CITATION:
+            parts = {p["url"]: next(v for k, v in p.items() if k.startswith("value")) for p in ext["extension"]}
+            out.add(tuple(parts[k] for k in ("source", "section", "paragraph", "start", "end", "sha256")))
+    return out
+
+
+def _walk(value: Any, path: str = "$"):
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _walk(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _walk(child, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_fhir_and_json_give_the_same_level_causes_and_citations(case, answers):
+    direct, hooked = answers[case.name]
+    [card] = hooked["cards"]
+    assessment = _assessment(card)
+    level = next(e["valueCoding"]["code"] for e in assessment["extension"] if e["url"] == EXT_LEVEL)
+    assert level == f"level-{direct['triage']['level'].replace('_', '-')}"
+    assert direct["triage"]["level"] == case.level  # the scenario itself still holds
+    predicted = [p["outcome"]["coding"][0]["code"] for p in assessment.get("prediction", [])]
+    assert predicted == [f"cause-{c['id'].replace('_', '-')}" for c in direct["causes"]]
+    assert _extension_citations(assessment) == _citations(direct)
+    rules = [e["valueString"] for e in assessment["extension"] if e["url"] == EXT_RULE]
+    assert rules == [t["rule"] for t in direct["trace"]]
+    assert assessment["status"] == ("preliminary" if direct["triage"]["provisional"] else "final")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_card_keeps_the_cds_hooks_card_rules(case, answers):
+    direct, hooked = answers[case.name]
+    [card] = hooked["cards"]
+    assert len(card["summary"]) < 140
+    assert card["indicator"] == INDICATORS[direct["triage"]["level"]]
+    assert card["source"]["label"]
+    assert "url" not in card["source"]  # no public base URL configured in this app
+    assert len(card["uuid"]) == 36
+    assert card["suggestions"] and card["selectionBehavior"] in ("any", "at-most-one")
+    assert all(s["uuid"] and s["label"] and s["actions"] for s in card["suggestions"])
+    assert all(a["description"] and a["type"] == "create" for s in card["suggestions"] for a in s["actions"])
+    assert card["overrideReasons"] and all(r["display"] and r["system"] == OWN_SYSTEM for r in card["overrideReasons"])
+    assert all(link["url"].startswith("http://localhost/") and link["type"] == "absolute" for link in card["links"])
+    for path, value in _walk(hooked):
+        assert value is not None and value != "" and value != {}, path
+        assert value != [] or path == "$.cards", path
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_card_detail_carries_causes_referrals_questions_and_sources(case, answers):
+    direct, hooked = answers[case.name]
+    detail = hooked["cards"][0]["detail"]
+    for cause in direct["causes"]:
+        assert cause["name"] in detail
+    for missing in direct["missing"]:
+        assert missing["question"] in detail
+    for advice in direct["advice"]:
+        assert advice["text"] in detail
+    headings = {c["heading"] for c in direct["triage"]["citations"] if c["heading"]}
+    assert all(h in detail for h in headings)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_emitted_fhir_resource_parses_as_r4b(case, answers):
+    _, hooked = answers[case.name]
+    resources = [a["resource"] for s in hooked["cards"][0]["suggestions"] for a in s["actions"]]
+    assert {r["resourceType"] for r in resources} >= {"RiskAssessment"}
+    for resource in resources:
+        model = get_fhir_model_class(resource["resourceType"])
+        parsed = model.model_validate(resource)
+        assert parsed.model_dump(exclude_none=True)["resourceType"] == resource["resourceType"]
+
+
+def test_referrals_become_service_request_suggestions(answers):
+    _, hooked = answers["bladder retention"]  # 000 'When to Seek Professional Guidance' p2
+    requests = [
+        a["resource"]
+        for s in hooked["cards"][0]["suggestions"]
+        for a in s["actions"]
+        if a["resource"]["resourceType"] == "ServiceRequest"
+    ]
+    assert any(
+        r["priority"] == "stat" and r["code"]["coding"][0]["code"] == "referral-emergency-department" for r in requests
+    )
+    assert all(r["status"] == "draft" and r["intent"] == "proposal" for r in requests)
+
+
+def test_operation_outcomes_parse_as_r4b(cds_client):
+    response = cds_client.post(SERVICE_URL, json={"hook": "patient-view"})
+    assert response.status_code == 422
+    get_fhir_model_class("OperationOutcome").model_validate(response.get_json())
