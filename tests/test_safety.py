@@ -165,3 +165,61 @@ def test_an_empty_request_asks_for_every_red_flag(triage):
 def test_complete_normal_exam_is_final(triage):
     result = triage(ALL_CLEAR)
     assert result["triage"] == {**result["triage"], "level": "self_care", "provisional": False}
+
+
+SET_PATHS = sorted(p for p, f in KB.findings.items() if f.kind == "set")
+
+
+@SETTINGS
+@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
+def test_a_set_known_only_in_part_never_lowers_the_level(findings, path, data):
+    """FHIR reports set members one by one; members not reported are unknown, never absent."""
+    complete = get_path(findings, path)
+    assume(isinstance(complete, list))
+    values = KB.findings[path].values
+    absent = [v for v in values if v not in complete]
+    still_known = data.draw(st.lists(st.sampled_from(absent), unique=True)) if absent else []
+    before = _rank(findings)
+    partial = json.loads(json.dumps(_valid(findings)))
+    set_path(partial["findings"], path, {"present": sorted(complete), "absent": sorted(still_known)})
+    assert RANK[evaluate(KB, partial)["triage"]["level"]] <= before
+
+
+@SETTINGS
+@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
+def test_a_member_reported_present_never_lowers_the_level(findings, path, data):
+    values = KB.findings[path].values
+    present = data.draw(st.lists(st.sampled_from(values), unique=True))
+    absent = data.draw(st.lists(st.sampled_from([v for v in values if v not in present] or [None]), unique=True))
+    absent = [v for v in absent if v is not None]
+    more = data.draw(st.sampled_from(values))
+    request = json.loads(json.dumps(_valid(findings)))
+    if get_path(request["findings"], "findings.sensation.status") == "normal" and path.endswith("areas"):
+        set_path(request["findings"], "findings.sensation.status", "reduced")
+    set_path(request["findings"], path, {"present": present, "absent": absent})
+    before = RANK[evaluate(KB, request)["triage"]["level"]]
+    set_path(
+        request["findings"], path, {"present": sorted({*present, more}), "absent": [a for a in absent if a != more]}
+    )
+    assert RANK[evaluate(KB, request)["triage"]["level"]] <= before
+
+
+@SETTINGS
+@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
+def test_an_unreported_member_that_could_raise_the_level_is_asked_for(findings, path, data):
+    values = KB.findings[path].values
+    present = data.draw(st.lists(st.sampled_from(values), unique=True))
+    rest = [v for v in values if v not in present]
+    absent = data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
+    unknown = [v for v in rest if v not in absent]
+    request = json.loads(json.dumps(_valid(findings)))
+    if path.endswith("areas"):
+        set_path(request["findings"], "findings.sensation.status", "reduced")
+    set_path(request["findings"], path, {"present": present, "absent": absent})
+    result = evaluate(KB, request)
+    for member in unknown:
+        completed = json.loads(json.dumps(request))
+        set_path(completed["findings"], path, [*present, member])
+        if RANK[evaluate(KB, completed)["triage"]["level"]] < RANK[result["triage"]["level"]]:
+            assert result["triage"]["provisional"]
+            assert path in {m["field"] for m in result["missing"]}

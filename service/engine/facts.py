@@ -20,7 +20,7 @@ def build_facts(request: dict[str, Any], findings: dict[str, Finding]) -> Facts:
     facts: Facts = {}
     for path, finding in findings.items():
         value = _lookup(request, path)
-        if value is None or (not isinstance(value, list) and value in finding.unknown):
+        if value is None or (not isinstance(value, (list, dict)) and value in finding.unknown):
             facts[path] = None
         elif finding.kind == "set" and isinstance(value, dict):
             facts[path] = PartialSet(frozenset(value["present"]), frozenset(value["absent"]))
