@@ -25,7 +25,7 @@ class ProblemApi(flask_smorest.Api):
 
     def handle_http_exception(self, error: HTTPException) -> flask.Response:
         data = getattr(error, "data", None) or {}
-        if flask.request.blueprint in FHIR_ERROR_BLUEPRINTS:
+        if flask.request.path.startswith(FHIR_ERROR_PREFIXES):
             return _operation_outcome_response(error, data)
         body: dict[str, Any] = {"type": "about:blank", "title": error.name, "status": error.code}
         detail = data.get("message") or _default_detail(error)
@@ -60,8 +60,9 @@ class ProblemApi(flask_smorest.Api):
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
-# Blueprints whose callers (EHRs) expect FHIR OperationOutcome error bodies instead of problem+json.
-FHIR_ERROR_BLUEPRINTS = frozenset({"cds"})
+# Paths whose callers (EHRs) expect FHIR OperationOutcome error bodies instead of problem+json. By path,
+# not blueprint: a 404 or 405 is raised by routing, before any blueprint is chosen.
+FHIR_ERROR_PREFIXES = ("/cds-services",)
 ISSUE_CODES = {
     400: "structure",
     401: "login",

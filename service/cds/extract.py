@@ -82,14 +82,15 @@ def _reference(resource: dict[str, Any], kind: str, index: int) -> str:
     return f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind} #{index + 1} (no id)"
 
 
-def _label(concept: Any) -> str:
+def _label(concept: Any, known: str = "") -> str:
+    """The EHR's text for a code; else, for a mapped code, the mapping's display; else system|code."""
     if not isinstance(concept, dict):
-        return "(no code)"
+        return known or "(no code)"
     if isinstance(concept.get("text"), str) and concept["text"]:
         return concept["text"]
     for coding in _codings(concept):
-        return coding[2] or f"{coding[0]}|{coding[1]}"
-    return "(no code)"
+        return coding[2] or known or f"{coding[0]}|{coding[1]}"
+    return known or "(no code)"
 
 
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
@@ -165,15 +166,16 @@ def _observation(
     entries: dict[tuple[str, str | None], Entry],
     out: Extraction,
 ) -> None:
-    ref, label = _reference(obs, "Observation", index), _label(obs.get("code"))
+    entry = _match(mapping.observations, obs.get("code"))
+    ref, label = _reference(obs, "Observation", index), _label(obs.get("code"), entry.display if entry else "")
 
     def skip(reason: str) -> None:
         out.notes.append(Note(ref, label, reason))
 
-    entry = _match(mapping.observations, obs.get("code"))
+    about_patient = _check_subject(obs, patient_id)  # raises for another patient, mapped code or not
     if entry is None:
         return skip("code not recognised")
-    if not _check_subject(obs, patient_id):
+    if not about_patient:
         return skip("names no patient; not used")
     status = obs.get("status")
     if status not in USABLE_OBSERVATION:
@@ -229,12 +231,13 @@ def _condition(
     entries: dict[tuple[str, str | None], Entry],
     out: Extraction,
 ) -> None:
-    ref, label = _reference(cond, "Condition", index), _label(cond.get("code"))
     entry = _match(mapping.conditions, cond.get("code"))
+    ref, label = _reference(cond, "Condition", index), _label(cond.get("code"), entry.display if entry else "")
+    about_patient = _check_subject(cond, patient_id)
     if entry is None:
         out.notes.append(Note(ref, label, "code not recognised"))
         return
-    if not _check_subject(cond, patient_id):
+    if not about_patient:
         out.notes.append(Note(ref, label, "names no patient; not used"))
         return
     clinical = {code for _, code, _ in _codings(cond.get("clinicalStatus"))}

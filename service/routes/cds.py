@@ -148,4 +148,4 @@ def cds_feedback(body: dict[str, Any], service_id: str) -> flask.Response:
             override_reason=f"{reason['system']}|{reason['code']}" if reason else None,
             accepted_suggestions=len(item.get("acceptedSuggestions", [])),
         )
-    return flask.Response(status=200)
+    return flask.Response(status=200, mimetype="text/plain")

@@ -1,0 +1,978 @@
+"""CDS Hooks 2.0.1 over HTTP: discovery, calls, prefetch states, FHIR reads, mapping files, CORS and client JWTs.
+
+Everything goes through the Flask test client; FHIR servers and JWK Sets are stubs on 127.0.0.1.
+Spec examples are those of CDS Hooks 2.0.1 (../shared/reference/cds-hooks-2.0-notes.md §2.1 and §3).
+Clinical expectations name the source section they follow (see tests/test_clinical_rules.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+import re
+import socket
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import flask
+import pytest
+import yaml
+
+from service import create_app
+from service.cds.fhir_out import EXT_LEVEL, EXT_RULE, OWN_SYSTEM
+from service.cds.mapping import BUNDLED, MappingError, load_mapping
+from tests.fhir_cases import (
+    PATIENT_ID,
+    SERVICE_URL,
+    bundle,
+    call_for,
+    hook_call,
+    observation,
+    observations_for,
+    patient,
+)
+from tests.fhir_stub import FhirStub, fhir_stub
+from tests.jwt_helpers import JwksServer, SigningKey, make_es384_key, make_rs384_key, mint
+from tests.scenarios import exam
+
+__all__ = ["fhir_stub"]  # the fixture is used by name
+
+WHEN_TO_SEEK = "000 'When to Seek Professional Guidance'"
+RED_FLAGS = "001 'Red Flags and When to Seek Medical Help'"
+SCT = "http://snomed.info/sct"
+LOW_BACK_PAIN = "279039007"
+FHIR_TOKEN = "some-opaque-fhir-access-token"
+FEEDBACK_URL = SERVICE_URL + "/feedback"
+
+# --- the spec's examples, verbatim ----------------------------------------------------------------
+SPEC_CALL: dict[str, Any] = {
+    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    "fhirServer": "http://hooks.smarthealthit.org:9080",
+    "hook": "patient-view",
+    "fhirAuthorization": {
+        "access_token": "some-opaque-fhir-access-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "user/Patient.read user/Observation.read",
+        "subject": "cds-service4",
+    },
+    "context": {"userId": "Practitioner/example", "patientId": "1288992", "encounterId": "89284"},
+    "prefetch": {
+        "patientToGreet": {
+            "resourceType": "Patient",
+            "gender": "male",
+            "birthDate": "1925-12-23",
+            "id": "1288992",
+            "active": True,
+        }
+    },
+}
+SPEC_FEEDBACK_ACCEPTED: dict[str, Any] = {
+    "feedback": [
+        {
+            "card": "4e0a3a1e-3283-4575-ab82-028d55fe2719",
+            "outcome": "accepted",
+            "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
+            "outcomeTimestamp": "2021-12-11T10:05:31Z",
+        }
+    ]
+}
+SPEC_FEEDBACK_OVERRIDDEN: dict[str, Any] = {
+    "feedback": [
+        {
+            "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+            "outcome": "overridden",
+            "overrideReason": {
+                "reason": {"code": "d7ecf885", "system": "https://example.com/cds-hooks/override-reason-system"},
+                "userComment": "A comment entered by the clinician.",
+            },
+            "outcomeTimestamp": "2020-12-11T00:00:00Z",
+        }
+    ]
+}
+
+
+# --- apps and clients -----------------------------------------------------------------------------
+def make_app(**config: Any) -> flask.Flask:
+    return create_app({"TESTING": True, "CDS_AUTH_DISABLED": True, **config})
+
+
+def stub_client(stub: FhirStub, **config: Any) -> flask.testing.FlaskClient:
+    """A client whose service may read (over http) from the stub FHIR server."""
+    return make_app(CDS_FHIR_HOSTS=stub.host, CDS_FHIR_ALLOW_HTTP=True, **config).test_client()
+
+
+@pytest.fixture(scope="module")
+def cds() -> flask.testing.FlaskClient:
+    """Auth disabled, no FHIR host allowed: everything must come from prefetch."""
+    return make_app().test_client()
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO)
+    return caplog
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any DNS lookup or connection attempt fails the test."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the service tried to use the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+# --- reading answers ------------------------------------------------------------------------------
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
+    """The structlog events of that name (structlog hands the event dict to stdlib logging as msg)."""
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == name]
+
+
+def all_logged(caplog: pytest.LogCaptureFixture) -> str:
+    rendered = [json.dumps(r.msg, default=str) if isinstance(r.msg, dict) else r.getMessage() for r in caplog.records]
+    return caplog.text + "\n".join(rendered)
+
+
+def issues(response: Any, status: int) -> list[dict[str, Any]]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"]
+    return body["issue"]
+
+
+def expressions(response: Any, status: int = 422) -> set[str]:
+    return {e for issue in issues(response, status) for e in issue.get("expression", [])}
+
+
+def the_card(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [card] = response.get_json()["cards"]
+    return card
+
+
+def assessment(card: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        a["resource"]
+        for s in card["suggestions"]
+        for a in s["actions"]
+        if a["resource"]["resourceType"] == "RiskAssessment"
+    )
+
+
+def level(card: dict[str, Any]) -> str:
+    code = next(e["valueCoding"]["code"] for e in assessment(card)["extension"] if e["url"] == EXT_LEVEL)
+    return code.removeprefix("level-").replace("-", "_")
+
+
+def rules(card: dict[str, Any]) -> set[str]:
+    return {e["valueString"] for e in assessment(card)["extension"] if e["url"] == EXT_RULE}
+
+
+def section(card: dict[str, Any], heading: str) -> list[str]:
+    """The bullet items under a bold heading of the card detail, Markdown escapes removed."""
+    lines = card["detail"].split("\n")
+    start = lines.index(f"**{heading}:**") if f"**{heading}:**" in lines else None
+    if start is None:
+        return []
+    items = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("- "):
+            break
+        items.append(re.sub(r"\\(.)", r"\1", line[2:]))
+    return items
+
+
+def not_used(card: dict[str, Any]) -> list[str]:
+    return section(card, "Not used from the record")
+
+
+def still_to_ask(card: dict[str, Any]) -> list[str]:
+    return section(card, "Still to ask")
+
+
+# --- building FHIR --------------------------------------------------------------------------------
+def ago(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")
+
+
+def coded(code: str, system: str = OWN_SYSTEM) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def bladder(value: str, index: int, when: str | None = None, **extra: Any) -> dict[str, Any]:
+    return observation(
+        "triage|bladder-function", {"valueCodeableConcept": coded(value)}, index=index, when=when, **extra
+    )
+
+
+def flag(token: str, value: bool, index: int, **extra: Any) -> dict[str, Any]:
+    return observation(token, {"valueBoolean": value}, index=index, **extra)
+
+
+def condition(code: str, clinical: str = "active", subject: str = PATIENT_ID, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": f"cond-{code}-{clinical}",
+        "clinicalStatus": coded(clinical, "http://terminology.hl7.org/CodeSystem/condition-clinical"),
+        "verificationStatus": coded("confirmed", "http://terminology.hl7.org/CodeSystem/condition-ver-status"),
+        "code": coded(code, SCT),
+        "subject": {"reference": f"Patient/{subject}"},
+        **extra,
+    }
+
+
+def prefetched(
+    observations: list[dict[str, Any]] | None = None, conditions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A call with every key sent; None sends the key as null (nothing recorded)."""
+    return hook_call(
+        {
+            "patient": patient(),
+            "observations": None if observations is None else bundle(observations),
+            "conditions": None if conditions is None else bundle(conditions),
+        }
+    )
+
+
+def about(resource: dict[str, Any], patient_id: str) -> dict[str, Any]:
+    return {**resource, "subject": {"reference": f"Patient/{patient_id}"}}
+
+
+def discovery_queries(client: flask.testing.FlaskClient, patient_id: str) -> dict[str, str]:
+    """The discovery prefetch templates filled in for a patient."""
+    [service, *_] = client.get("/cds-services").get_json()["services"]
+    return {key: template.replace("{{context.patientId}}", patient_id) for key, template in service["prefetch"].items()}
+
+
+def serve(
+    stub: FhirStub, patient_id: str, observations: list[dict[str, Any]], conditions: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Stub answers for the observations and conditions queries of the bundled mapping."""
+    queries = discovery_queries(make_app().test_client(), patient_id)
+    stub.add(queries["observations"], bundle(observations))
+    stub.add(queries["conditions"], bundle(conditions))
+    return queries
+
+
+def fetched(stub: FhirStub) -> list[str]:
+    return [unquote(r.path_and_query) for r in stub.requests]
+
+
+def authorization(stub: FhirStub, token: str = FHIR_TOKEN) -> dict[str, Any]:
+    return {
+        "fhirServer": stub.base_url,
+        "fhirAuthorization": {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/Observation.read patient/Condition.read patient/Patient.read",
+            "subject": "leg-raise-triage",
+        },
+    }
+
+
+def _walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _walk(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _walk(child, f"{path}[{i}]")
+
+
+# === 1. discovery =================================================================================
+def test_discovery_lists_patient_view_and_order_select_under_one_id(cds):
+    response = cds.get("/cds-services")
+    assert response.status_code == 200
+    services = response.get_json()["services"]
+    assert sorted(s["hook"] for s in services) == ["order-select", "patient-view"]
+    assert {s["id"] for s in services} == {"leg-raise-triage"}
+    for service in services:
+        assert {"hook", "id", "description", "title", "prefetch"} <= service.keys()
+    for path, value in _walk(response.get_json()):
+        assert value is not None and value != "" and value != [] and value != {}, path
+
+
+def test_discovery_prefetch_templates_use_only_the_patient_id(cds):
+    for service in cds.get("/cds-services").get_json()["services"]:
+        assert set(service["prefetch"]) == {"patient", "observations", "conditions"}
+        for template in service["prefetch"].values():
+            tokens = re.findall(r"\{\{(.*?)\}\}", template)
+            assert tokens == ["context.patientId"], template
+
+
+# === 2. the spec's example requests ===============================================================
+def test_spec_example_request_is_refused_for_a_prefetch_key_not_asked_for(cds, no_network):
+    [issue] = issues(cds.post(SERVICE_URL, json=SPEC_CALL), 422)
+    assert issue["expression"] == ["prefetch.patientToGreet"]
+    assert issue["code"] == "invalid"
+    assert "unknown" in issue["diagnostics"].lower()
+
+
+def test_spec_example_with_patient_key_is_412_when_its_fhir_server_is_not_allowed(no_network):
+    # http allowed, allow-list empty: the spec's host is refused before any lookup or connection.
+    client = make_app(CDS_FHIR_HOSTS="", CDS_FHIR_ALLOW_HTTP=True).test_client()
+    call = copy.deepcopy(SPEC_CALL)
+    call["prefetch"] = {"patient": call["prefetch"].pop("patientToGreet")}
+    [issue] = issues(client.post(SERVICE_URL, json=call), 412)
+    assert issue["code"] == "processing"
+    assert issue["expression"] == ["prefetch.observations"]
+    assert "host_not_allowed" in issue["diagnostics"]
+
+
+def test_spec_example_against_a_fhir_server_gives_one_card(fhir_stub):
+    retention = about(bladder("retention", 0), "1288992")
+    serve(fhir_stub, "1288992", [retention], [])
+    call = copy.deepcopy(SPEC_CALL)
+    call["prefetch"] = {"patient": call["prefetch"].pop("patientToGreet")}
+    call["fhirServer"] = fhir_stub.base_url
+    card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
+    assert level(card) == "emergency"  # bladder retention: 000 'When to Seek Professional Guidance' p2
+    assert len(fhir_stub.requests) == 2
+    assert all(r.headers["Authorization"] == "Bearer some-opaque-fhir-access-token" for r in fhir_stub.requests)
+
+
+@pytest.mark.parametrize(
+    ("example", "override_reason"),
+    [
+        (SPEC_FEEDBACK_ACCEPTED, None),
+        (SPEC_FEEDBACK_OVERRIDDEN, "https://example.com/cds-hooks/override-reason-system|d7ecf885"),
+    ],
+    ids=["accepted", "overridden"],
+)
+def test_spec_feedback_examples_are_recorded_without_the_comment(cds, logs, example, override_reason):
+    response = cds.post(FEEDBACK_URL, json=example)
+    assert response.status_code == 200
+    assert response.data == b""
+    [item] = example["feedback"]
+    [event] = events(logs, "cds_feedback")
+    assert event["card"] == item["card"]
+    assert event["outcome"] == item["outcome"]
+    assert event["override_reason"] == override_reason
+    assert "A comment entered by the clinician" not in all_logged(logs)
+
+
+def test_feedback_logs_one_event_per_item(cds, logs):
+    body = {"feedback": SPEC_FEEDBACK_ACCEPTED["feedback"] + SPEC_FEEDBACK_OVERRIDDEN["feedback"]}
+    assert cds.post(FEEDBACK_URL, json=body).status_code == 200
+    assert [e["outcome"] for e in events(logs, "cds_feedback")] == ["accepted", "overridden"]
+
+
+# === 3. prefetch states ===========================================================================
+def test_prefetched_data_is_used_without_reading_the_fhir_server(fhir_stub):
+    call = {**call_for(exam({"bladder": "retention"})), **authorization(fhir_stub)}
+    card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
+    assert level(card) == "emergency"  # 000 'When to Seek Professional Guidance' p2
+    assert fhir_stub.requests == []
+
+
+def test_null_keys_mean_nothing_recorded_and_a_patient_alone_gives_no_card(fhir_stub):
+    call = {**prefetched(None, None), **authorization(fhir_stub)}
+    response = stub_client(fhir_stub).post(SERVICE_URL, json=call)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+    assert fhir_stub.requests == []
+
+
+def test_absent_keys_are_read_with_the_discovery_queries_and_the_bearer_token(fhir_stub):
+    client = stub_client(fhir_stub)
+    queries = discovery_queries(client, PATIENT_ID)
+    fhir_stub.add(queries["patient"], patient())
+    fhir_stub.add(queries["observations"], bundle([bladder("retention", 0)]))
+    fhir_stub.add(queries["conditions"], bundle([]))
+    card = the_card(client.post(SERVICE_URL, json={**hook_call(), **authorization(fhir_stub)}))
+    assert level(card) == "emergency"  # 000 'When to Seek Professional Guidance' p2
+    assert fetched(fhir_stub) == [queries["patient"], queries["observations"], queries["conditions"]]
+    assert fetched(fhir_stub)[0] == f"Patient/{PATIENT_ID}"
+    assert all(r.method == "GET" for r in fhir_stub.requests)
+    assert all(r.headers["Authorization"] == f"Bearer {FHIR_TOKEN}" for r in fhir_stub.requests)
+
+
+def test_an_operation_outcome_in_place_of_a_key_is_read_from_the_fhir_server(fhir_stub):
+    queries = serve(fhir_stub, PATIENT_ID, [bladder("retention", 0)], [])
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    call = {**prefetched(None, []), **authorization(fhir_stub)}
+    call["prefetch"]["observations"] = outcome
+    card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
+    assert level(card) == "emergency"  # 000 'When to Seek Professional Guidance' p2
+    assert fetched(fhir_stub) == [queries["observations"]]
+
+
+def test_an_operation_outcome_without_a_fhir_server_is_412(cds):
+    call = prefetched(None, None)
+    call["prefetch"]["observations"] = {"resourceType": "OperationOutcome", "issue": []}
+    [issue] = issues(cds.post(SERVICE_URL, json=call), 412)
+    assert issue["code"] == "processing"
+    assert issue["expression"] == ["prefetch.observations"]
+
+
+def _fail_500(stub: FhirStub, query: str) -> None:
+    stub.add(query, {"resourceType": "OperationOutcome", "issue": []}, status=500)
+
+
+def _fail_slowly(stub: FhirStub, query: str) -> None:
+    stub.add(query, bundle([]), delay=1.0)  # the service waits 0.3 s
+
+
+def _fail_redirect(stub: FhirStub, query: str) -> None:
+    stub.add(query, b"", status=302, content_type=None, headers={"Location": stub.url("Observation")})
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(_fail_500, "status"), (_fail_slowly, "timeout"), (_fail_redirect, "redirect")],
+    ids=["500", "timeout", "redirect"],
+)
+def test_fhir_server_failures_are_412_processing(fhir_stub, answer, reason):
+    queries = discovery_queries(make_app().test_client(), PATIENT_ID)
+    answer(fhir_stub, queries["observations"])
+    client = stub_client(fhir_stub, CDS_FHIR_TIMEOUT_SECONDS=0.3)
+    call = {**hook_call({"patient": patient(), "conditions": None}), **authorization(fhir_stub)}
+    [issue] = issues(client.post(SERVICE_URL, json=call), 412)
+    assert issue["code"] == "processing"
+    assert issue["expression"] == ["prefetch.observations"]
+    assert reason in issue["diagnostics"]
+    assert fetched(fhir_stub) == [queries["observations"]]  # asked once, redirect not followed
+
+
+def test_fetched_data_of_the_wrong_type_is_412(fhir_stub):
+    queries = discovery_queries(make_app().test_client(), PATIENT_ID)
+    fhir_stub.add(queries["observations"], patient())
+    call = {**hook_call({"patient": patient(), "conditions": None}), **authorization(fhir_stub)}
+    [issue] = issues(stub_client(fhir_stub).post(SERVICE_URL, json=call), 412)
+    assert issue["expression"] == ["prefetch.observations"]
+
+
+@pytest.mark.parametrize(
+    ("key", "data"),
+    [
+        ("observations", patient()),
+        ("conditions", {"resourceType": "Condition", "id": "c1"}),
+        ("patient", bundle([])),
+    ],
+)
+def test_prefetched_data_of_the_wrong_type_is_422(cds, key, data):
+    call = prefetched([], [])
+    call["prefetch"][key] = data
+    assert expressions(cds.post(SERVICE_URL, json=call)) == {f"prefetch.{key}"}
+
+
+def test_the_fhir_access_token_is_never_logged(fhir_stub, logs):
+    token = "fhir-token-7f3c2a9e-never-log-me"
+    queries = discovery_queries(make_app().test_client(), PATIENT_ID)
+    fhir_stub.add(queries["observations"], bundle([bladder("retention", 0)]))
+    _fail_500(fhir_stub, queries["conditions"])
+    client = stub_client(fhir_stub)
+    call = {**hook_call({"patient": patient()}), **authorization(fhir_stub, token)}
+    issues(client.post(SERVICE_URL, json=call), 412)
+    call["prefetch"]["conditions"] = None
+    the_card(client.post(SERVICE_URL, json=call))
+    assert [r.headers["Authorization"] for r in fhir_stub.requests] == [f"Bearer {token}"] * 3
+    assert events(logs, "cds_data_unavailable") and events(logs, "cds_decision")
+    assert token not in all_logged(logs)
+
+
+# === 4. validation ================================================================================
+BASE_CALL = prefetched(None, None)
+
+
+def _with(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    call = copy.deepcopy(BASE_CALL)
+    change(call)
+    return call
+
+
+FHIR_AUTH = SPEC_CALL["fhirAuthorization"]
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (_with(lambda c: c.update(unknown=1)), "unknown"),
+        (_with(lambda c: c["context"].update(unknownKey="x")), "context.unknownKey"),
+        (_with(lambda c: c["context"].pop("patientId")), "context.patientId"),
+        (_with(lambda c: c.update(hook="order-sign")), "hook"),
+        (_with(lambda c: c.update(fhirAuthorization=FHIR_AUTH)), "fhirServer"),
+        (
+            _with(
+                lambda c: c.update(
+                    fhirServer="https://fhir.example", fhirAuthorization={**FHIR_AUTH, "token_type": "MAC"}
+                )
+            ),
+            "fhirAuthorization.token_type",
+        ),
+        (_with(lambda c: c.update(hookInstance=12345)), "hookInstance"),
+        (_with(lambda c: c["prefetch"].update(observations=[])), "prefetch.observations"),
+    ],
+    ids=[
+        "unknown-top-level-key",
+        "unknown-context-key",
+        "missing-patient-id",
+        "hook-not-served",
+        "authorization-without-server",
+        "token-type-not-bearer",
+        "hook-instance-number",
+        "prefetch-list",
+    ],
+)
+def test_invalid_calls_are_422_naming_the_field(cds, call, field):
+    response = cds.post(SERVICE_URL, json=call)
+    assert field in expressions(response)
+    assert all(issue["code"] == "invalid" for issue in issues(response, 422))
+
+
+def test_order_select_context_needs_selections_and_draft_orders(cds):
+    call = _with(lambda c: c.update(hook="order-select"))
+    assert expressions(cds.post(SERVICE_URL, json=call)) == {"context.selections", "context.draftOrders"}
+    call["context"].update(selections=["ServiceRequest/mri-1"], draftOrders={"resourceType": "Bundle", "entry": []})
+    assert cds.post(SERVICE_URL, json=call).get_json() == {"cards": []}
+
+
+def test_malformed_json_is_400(cds):
+    [issue] = issues(cds.post(SERVICE_URL, data='{"hook": ', content_type="application/json"), 400)
+    assert "JSON" in issue["diagnostics"]
+
+
+def test_a_body_that_is_not_json_is_415(cds):
+    issues(cds.post(SERVICE_URL, data=json.dumps(BASE_CALL), content_type="text/plain"), 415)
+
+
+def test_an_unknown_service_is_404(cds):
+    [issue] = issues(cds.post("/cds-services/other-service", json=BASE_CALL), 404)
+    assert issue["code"] == "not-found"
+
+
+def test_get_on_the_service_url_is_405(cds):
+    response = cds.get(SERVICE_URL)
+    [issue] = issues(response, 405)  # an OperationOutcome too, though routing fails before any blueprint
+    assert issue["code"] == "not-supported"
+    assert "POST" in response.headers["Allow"] and "GET" not in response.headers["Allow"]
+
+
+# === 5. reading FHIR safely =======================================================================
+def test_an_observation_about_another_patient_is_422_and_nothing_is_evaluated(cds, logs):
+    call = prefetched([bladder("normal", 0), about(bladder("retention", 1), "someone-else")], None)
+    issues(cds.post(SERVICE_URL, json=call), 422)
+    assert events(logs, "cds_decision") == []
+
+
+def test_an_unmapped_observation_about_another_patient_is_422_too(cds, logs):
+    other = about(
+        observation("triage|fever", {"valueBoolean": True}, index=5, code={"text": "Reflexes"}), "someone-else"
+    )
+    issues(cds.post(SERVICE_URL, json=prefetched([bladder("normal", 0), other], None)), 422)
+    assert events(logs, "cds_decision") == []
+
+
+def test_a_patient_resource_with_another_id_is_422(cds, logs):
+    call = prefetched([bladder("retention", 0)], None)
+    call["prefetch"]["patient"] = patient(id="someone-else")
+    issues(cds.post(SERVICE_URL, json=call), 422)
+    assert events(logs, "cds_decision") == []
+
+
+def test_an_unmapped_observation_code_is_listed_not_dropped(cds):
+    temperature = observation(
+        "triage|fever", {"valueQuantity": {"value": 37.2, "unit": "Cel"}}, index=99, code={"text": "Body temperature"}
+    )
+    temperature["code"]["coding"] = [{"system": "http://loinc.org", "code": "8310-5"}]
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(exam()), temperature], None)))
+    assert "Observation/obs-99 (Body temperature): code not recognised" in not_used(card)
+
+
+def test_an_entered_in_error_observation_is_not_used(cds):
+    # Bladder retention would be an emergency (000 'When to Seek Professional Guidance' p2), but was entered in error.
+    findings = exam({"bladder": None})
+    wrong = bladder("retention", 99, status="entered-in-error")
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(findings), wrong], None)))
+    assert level(card) != "emergency"
+    assert "RF-CES-BLADDER" not in rules(card)
+    assert "Observation/obs-99 (Bladder function): status entered-in-error; not used" in not_used(card)
+
+
+def test_an_observation_older_than_the_age_limit_is_not_used(cds):
+    findings = exam({"bladder": None})
+    old = bladder("retention", 99, when=ago(91))  # CDS_MAX_OBSERVATION_AGE_DAYS is 90 by default
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(findings), old], None)))
+    assert level(card) != "emergency"
+    assert "Observation/obs-99 (Bladder function): recorded more than 90 days ago; not used" in not_used(card)
+
+
+def test_the_age_limit_is_configurable():
+    client = make_app(CDS_MAX_OBSERVATION_AGE_DAYS=400).test_client()
+    card = the_card(client.post(SERVICE_URL, json=prefetched([bladder("retention", 0, when=ago(200))], None)))
+    assert level(card) == "emergency"  # 000 'When to Seek Professional Guidance' p2
+
+
+def test_data_absent_reason_leaves_the_finding_unknown_and_asked(cds):
+    findings = exam({"bladder": None})
+    absent = observation(
+        "triage|bladder-function", {"dataAbsentReason": coded("not-performed")}, index=99
+    )  # no value at all
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(findings), absent], None)))
+    assert any(item.startswith("Observation/obs-99 (Bladder function)") for item in not_used(card))
+    assert "Any change in bladder function, such as being unable to pass urine or losing control of it?" in (
+        still_to_ask(card)
+    )
+    assert "(provisional)" in card["summary"]
+
+
+def test_of_two_observations_at_the_same_time_the_abnormal_one_wins(cds):
+    # 000 'When to Seek Professional Guidance' p2: bladder retention needs emergency care.
+    same_time = ago(1)
+    pair = [bladder("normal", 0, when=same_time), bladder("retention", 1, when=same_time)]
+    for observations in (pair, pair[::-1]):
+        card = the_card(cds.post(SERVICE_URL, json=prefetched(observations, None)))
+        assert level(card) == "emergency"
+        assert card["indicator"] == "critical"
+        assert "RF-CES-BLADDER" in rules(card)
+        assert "Observation/obs-0 (Bladder function): conflicts with a more abnormal record; not used" in (
+            not_used(card)
+        )
+
+
+def test_a_later_normal_observation_supersedes_an_earlier_abnormal_one(cds):
+    findings = exam({"bladder": None})
+    history = [bladder("retention", 98, when=ago(3)), bladder("normal", 99, when=ago(1))]
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(findings), *history], None)))
+    assert level(card) != "emergency"
+    assert "RF-CES-BLADDER" not in rules(card)
+    assert "Observation/obs-98 (Bladder function): superseded by a later record" in not_used(card)
+
+
+# 000 'When to Seek Professional Guidance' p1: a failed leg raise with unrelenting low back pain is urgent.
+UNRELENTING_PAIN_LOCATION_UNKNOWN = exam(
+    {"slr.result": "weak", "pain": {"severity": 5, "unrelenting": "present"}}  # locations not recorded
+)
+
+
+def test_an_active_low_back_pain_condition_sets_pain_at_the_low_back(cds):
+    call = prefetched(observations_for(UNRELENTING_PAIN_LOCATION_UNKNOWN), [condition(LOW_BACK_PAIN)])
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert "RF-UNRELENTING-BACK-PAIN" in rules(card)
+    assert level(card) == "urgent"
+    assert {"reference": f"Condition/cond-{LOW_BACK_PAIN}-active"} in assessment(card)["basis"]
+
+
+@pytest.mark.parametrize("status", ["inactive", "resolved", "remission"])
+def test_an_inactive_low_back_pain_condition_is_not_used(cds, status):
+    call = prefetched(observations_for(UNRELENTING_PAIN_LOCATION_UNKNOWN), [condition(LOW_BACK_PAIN, status)])
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert "RF-UNRELENTING-BACK-PAIN" not in rules(card)
+    assert f"Condition/cond-{LOW_BACK_PAIN}-{status} (Low back pain): not active; not used" in not_used(card)
+    assert any(item.startswith("Where is the pain") for item in still_to_ask(card))
+
+
+def test_groin_numbness_alone_is_an_emergency(cds):
+    # Saddle-area numbness: 000 'When to Seek Professional Guidance' p2; 001 'Red Flags and When to Seek Medical Help'.
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([flag("triage|sensation-loss-groin", True, 0)], None)))
+    assert level(card) == "emergency"
+    assert card["indicator"] == "critical"
+    assert "RF-CES-SADDLE" in rules(card)
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [{"foot": False}, {"foot": False, "lower-leg": True}],
+    ids=["only-foot-normal", "foot-normal-lower-leg-numb"],
+)
+def test_areas_not_reported_stay_unknown(cds, reported):
+    # Saddle-area numbness (000 'When to Seek Professional Guidance' p2) can only be ruled out once the groin,
+    # inner thighs and genitals are known: areas never reported stay unknown, so the saddle flag stays open.
+    findings = exam({"sensation": {"status": "reduced"}})  # saddle_numbness recorded absent, areas not recorded
+    areas = [flag(f"triage|sensation-loss-{area}", value, 90 + i) for i, (area, value) in enumerate(reported.items())]
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(findings), *areas], None)))
+    assert "(provisional)" in card["summary"]
+    assert "RF-CES-SADDLE" not in rules(card)
+    assert any(item.startswith("Where exactly is sensation reduced or lost?") for item in still_to_ask(card))
+
+
+def test_a_bundle_with_a_next_link_is_noted_as_partly_read(cds):
+    call = prefetched(observations_for(exam()), None)
+    call["prefetch"]["observations"]["link"] = [
+        {"relation": "self", "url": "https://fhir.example/Observation?patient=pat-1"},
+        {"relation": "next", "url": "https://fhir.example/Observation?patient=pat-1&page=2"},
+    ]
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    [note] = [item for item in not_used(card) if item.startswith("observations (Bundle)")]
+    assert "only the first page" in note
+
+
+# === 6. the mapping file ==========================================================================
+MINIMAL_MAPPING = f"""\
+version: test
+systems:
+  triage: {OWN_SYSTEM}
+  sct: http://snomed.info/sct
+prefetch:
+  patient: Patient/{{{{context.patientId}}}}
+  observations: Observation?patient={{{{context.patientId}}}}&category=exam
+observations:
+  triage|bladder-function:
+    display: Bladder function
+    finding: findings.bladder
+    answers:
+      triage|normal: normal
+      triage|retention: retention
+  triage|sensation-loss-groin:
+    display: Reduced or absent sensation, groin
+    finding: findings.sensation.areas
+    member: groin
+conditions:
+  sct|279039007:
+    display: Low back pain
+    finding: findings.pain.locations
+    member: low_back
+"""
+
+
+def test_the_minimal_mapping_loads(kb, tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(MINIMAL_MAPPING)
+    mapping = load_mapping(kb, path)
+    assert len(mapping.observations) == 2 and len(mapping.conditions) == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("finding: findings.bladder", "finding: findings.bladdder", "unknown finding 'findings.bladdder'"),
+        ("triage|retention: retention", "triage|retention: blocked", "'blocked' is not a value of findings.bladder"),
+        ("member: groin", "member: knee", "member must be one of"),
+        (
+            "  triage|sensation-loss-groin:",
+            "  triage|bladder-function:\n    display: again\n    finding: findings.bladder\n"
+            "  triage|sensation-loss-groin:",
+            "duplicate key 'triage|bladder-function'",
+        ),
+        ("sct|279039007:", "snomed|279039007:", "unknown system alias 'snomed'"),
+        (
+            "    member: low_back\n",
+            "    member: low_back\n  sct|23056005:\n    display: Bladder\n    finding: findings.bladder\n"
+            "    value: normal\n",
+            "value must be an abnormal value of findings.bladder",
+        ),
+    ],
+    ids=[
+        "unknown-finding",
+        "unknown-answer-value",
+        "unknown-member",
+        "duplicate-key",
+        "unknown-alias",
+        "normal-condition",
+    ],
+)
+def test_invalid_mappings_are_refused_with_the_problem_named(kb, tmp_path, old, new, problem):
+    assert old in MINIMAL_MAPPING
+    path = tmp_path / "mapping.yaml"
+    path.write_text(MINIMAL_MAPPING.replace(old, new, 1))
+    with pytest.raises(MappingError) as raised:
+        load_mapping(kb, path)
+    assert problem in str(raised.value)
+
+
+def _site_mapping(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    doc = yaml.safe_load(BUNDLED.read_text())
+    change(doc)
+    path = tmp_path / "site-mapping.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _add_local_saddle_code(doc: dict[str, Any]) -> None:
+    doc["systems"]["local"] = "http://hospital.example/codes"
+    doc["observations"]["local|SADDLE-ANAES"] = {"display": "Saddle anaesthesia", "finding": "findings.saddle_numbness"}
+
+
+def test_a_site_mapping_with_a_local_code_works_end_to_end(tmp_path):
+    client = make_app(CDS_MAPPING_FILE=str(_site_mapping(tmp_path, _add_local_saddle_code))).test_client()
+    local = observation("triage|saddle-numbness", {"valueBoolean": True}, index=0)
+    local["code"] = {"coding": [{"system": "http://hospital.example/codes", "code": "SADDLE-ANAES"}]}
+    card = the_card(client.post(SERVICE_URL, json=prefetched([local], None)))
+    # Saddle-area numbness: 000 'When to Seek Professional Guidance' p2.
+    assert level(card) == "emergency"
+    assert "RF-CES-SADDLE" in rules(card)
+    assert assessment(card)["basis"] == [{"reference": "Observation/obs-0"}]
+
+
+def test_the_local_code_means_nothing_without_the_site_mapping(cds):
+    local = observation("triage|saddle-numbness", {"valueBoolean": True}, index=0)
+    local["code"] = {"coding": [{"system": "http://hospital.example/codes", "code": "SADDLE-ANAES"}]}
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([local], None)))
+    assert level(card) != "emergency"
+    assert any(item.startswith("Observation/obs-0") and "code not recognised" in item for item in not_used(card))
+
+
+def test_a_site_mapping_changing_the_service_code_system_is_refused_at_start(tmp_path):
+    def retarget(doc: dict[str, Any]) -> None:
+        doc["systems"]["triage"] = "http://hospital.example/codes"
+
+    with pytest.raises(MappingError, match=r"systems\.triage"):
+        make_app(CDS_MAPPING_FILE=str(_site_mapping(tmp_path, retarget)))
+
+
+# === 7. CORS ======================================================================================
+EHR_ORIGIN = "https://ehr.example.org"
+
+
+def preflight(client: flask.testing.FlaskClient, origin: str, url: str = SERVICE_URL) -> Any:
+    return client.options(
+        url,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def cors_client() -> flask.testing.FlaskClient:
+    """Auth enabled (no trusted issuer at all), one browser origin allowed."""
+    return create_app({"TESTING": True, "CORS_ORIGINS": EHR_ORIGIN}).test_client()
+
+
+@pytest.mark.parametrize("url", [SERVICE_URL, "/cds-services", FEEDBACK_URL])
+def test_preflight_from_the_allowed_origin_needs_no_jwt(cors_client, url):
+    response = preflight(cors_client, EHR_ORIGIN, url)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == EHR_ORIGIN
+    allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert "authorization" in allowed
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+def test_the_allowed_origin_still_needs_a_jwt_for_the_call(cors_client):
+    response = cors_client.post(SERVICE_URL, json=BASE_CALL, headers={"Origin": EHR_ORIGIN})
+    issues(response, 401)
+    assert response.headers["Access-Control-Allow-Origin"] == EHR_ORIGIN  # the browser may read the 401
+
+
+def test_preflight_from_another_origin_gets_no_cors_headers(cors_client):
+    response = preflight(cors_client, "https://evil.example.com")
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_without_cors_origins_there_are_no_cors_headers(cds):
+    for response in (preflight(cds, EHR_ORIGIN), cds.get("/cds-services", headers={"Origin": EHR_ORIGIN})):
+        assert not [name for name, _ in response.headers if name.lower().startswith("access-control-")]
+
+
+# === 8. client JWTs end to end ====================================================================
+PUBLIC = "https://cds.example.org"
+ISS = "https://ehr.example.org/"
+ES_KEY = make_es384_key("es-1")
+RS_KEY = make_rs384_key("rs-1")
+
+
+@pytest.fixture(scope="module")
+def jwt_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[flask.testing.FlaskClient]:
+    with JwksServer() as server:
+        server.publish("/jwks", {"keys": [ES_KEY.public_jwk(), RS_KEY.public_jwk()]})
+        trust = tmp_path_factory.mktemp("trust") / "cds-trust.yaml"
+        trust.write_text(yaml.safe_dump({"issuers": [{"iss": ISS, "jwks_url": server.url("/jwks")}]}))
+        app = create_app({"TESTING": True, "CDS_TRUST_FILE": str(trust), "PUBLIC_BASE_URL": PUBLIC})
+        yield app.test_client()
+
+
+def bearer(key: SigningKey = ES_KEY, aud: str = PUBLIC + SERVICE_URL, **kwargs: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint(key, iss=ISS, aud=aud, **kwargs)}"}
+
+
+def assert_bare_401(response: Any) -> None:
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.get_json() == {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "login"}],
+    }
+
+
+def test_discovery_with_a_fresh_es384_token(jwt_client):
+    response = jwt_client.get("/cds-services", headers=bearer(aud=PUBLIC + "/cds-services"))
+    assert response.status_code == 200
+    assert len(response.get_json()["services"]) == 2
+
+
+@pytest.mark.parametrize("key", [ES_KEY, RS_KEY], ids=["ES384", "RS384"])
+def test_service_call_with_a_fresh_token(jwt_client, key):
+    response = jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=bearer(key))
+    card = the_card(response)
+    assert card["source"]["url"] == PUBLIC + "/v1/sources"  # links follow the public base URL
+
+
+def test_feedback_with_a_fresh_token(jwt_client):
+    headers = bearer(aud=PUBLIC + FEEDBACK_URL)
+    assert jwt_client.post(FEEDBACK_URL, json=SPEC_FEEDBACK_ACCEPTED, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "aud"),
+    [
+        (SERVICE_URL, PUBLIC + "/cds-services"),  # the discovery URL used for a service call
+        ("/cds-services", PUBLIC + SERVICE_URL),
+        (FEEDBACK_URL, PUBLIC + SERVICE_URL),
+        (SERVICE_URL, "http://localhost" + SERVICE_URL),  # the Host header is not the public URL
+    ],
+    ids=["service-with-discovery-aud", "discovery-with-service-aud", "feedback-with-service-aud", "host-url"],
+)
+def test_a_token_for_another_endpoint_is_401(jwt_client, url, aud):
+    method = jwt_client.get if url == "/cds-services" else jwt_client.post
+    body = SPEC_FEEDBACK_ACCEPTED if url == FEEDBACK_URL else call_for(exam())
+    kwargs = {} if url == "/cds-services" else {"json": body}
+    assert_bare_401(method(url, headers=bearer(aud=aud), **kwargs))
+
+
+def test_no_token_is_401(jwt_client):
+    assert_bare_401(jwt_client.post(SERVICE_URL, json=call_for(exam())))
+    assert_bare_401(jwt_client.get("/cds-services"))
+
+
+def test_a_replayed_token_is_401(jwt_client):
+    headers = bearer()
+    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=headers).status_code == 200
+    assert_bare_401(jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=headers))
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_an_unsigned_alg_none_token_is_401(jwt_client):
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"iss": ISS, "aud": PUBLIC + SERVICE_URL, "iat": now, "exp": now + 300, "jti": "none-1"}
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': ES_KEY.kid})}.{_b64(claims)}."
+    assert_bare_401(
+        jwt_client.post(SERVICE_URL, json=call_for(exam()), headers={"Authorization": f"Bearer {unsigned}"})
+    )
+
+
+def test_auth_is_checked_before_the_body(jwt_client):
+    assert_bare_401(jwt_client.post(SERVICE_URL, data='{"hook": ', content_type="application/json"))
+    assert_bare_401(jwt_client.post(SERVICE_URL, json={"hook": "order-sign"}))
+    assert_bare_401(jwt_client.post("/cds-services/no-such-service", json={}))
+
+
+def test_jwts_are_never_logged(jwt_client, logs):
+    good = bearer()
+    wrong_aud = bearer(aud=PUBLIC + "/cds-services")
+    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=good).status_code == 200
+    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=good).status_code == 401
+    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=wrong_aud).status_code == 401
+    assert [e["reason"] for e in events(logs, "cds_auth_rejected")] == ["replay", "audience"]
+    text = all_logged(logs)
+    for headers in (good, wrong_aud):
+        token = headers["Authorization"].removeprefix("Bearer ")
+        assert token not in text
+        assert token.split(".")[2] not in text  # not even the signature
