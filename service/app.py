@@ -72,7 +72,7 @@ def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    if state["verifier"] is None:
+    if state.verifier is None:
         # Loud on purpose: without verification anyone who can reach the port can call the service.
         log.warning(
             "cds_auth_disabled",
@@ -80,8 +80,8 @@ def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:
         )
     log.info(
         "cds_ready",
-        mapping_version=state["mapping"].version,
-        trusted_issuers=state["issuers"],
+        mapping_version=state.mapping.version,
+        trusted_issuers=state.issuers,
         fhir_hosts=len(as_list(app.config["CDS_FHIR_HOSTS"])),
         cors_origins=len(origins),
     )

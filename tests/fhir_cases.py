@@ -107,3 +107,13 @@ def call_for(findings: dict[str, Any], conditions: list[dict[str, Any]] | None =
             "conditions": bundle(conditions or []),
         }
     )
+
+
+def assessment(card: dict[str, Any]) -> dict[str, Any]:
+    """The RiskAssessment a card offers to record."""
+    return next(
+        a["resource"]
+        for s in card["suggestions"]
+        for a in s["actions"]
+        if a["resource"]["resourceType"] == "RiskAssessment"
+    )

@@ -14,7 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service import create_app
 from service.cds.fhir_out import EXT_CITATION, EXT_LEVEL, EXT_RULE, OWN_SYSTEM
-from tests.fhir_cases import SERVICE_URL, call_for
+from tests.fhir_cases import SERVICE_URL, assessment, call_for
 from tests.scenarios import exam
 from tests.test_clinical_rules import CASES
 
@@ -38,15 +38,6 @@ def answers(cds_client) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         assert hooked.status_code == 200, (case.name, hooked.get_json())
         out[case.name] = (direct.get_json(), hooked.get_json())
     return out
-
-
-def _assessment(card: dict[str, Any]) -> dict[str, Any]:
-    return next(
-        a["resource"]
-        for s in card["suggestions"]
-        for a in s["actions"]
-        if a["resource"]["resourceType"] == "RiskAssessment"
-    )
 
 
 def _citations(result: dict[str, Any]) -> set[tuple]:
@@ -78,16 +69,16 @@ def _walk(value: Any, path: str = "$"):
 def test_fhir_and_json_give_the_same_level_causes_and_citations(case, answers):
     direct, hooked = answers[case.name]
     [card] = hooked["cards"]
-    assessment = _assessment(card)
-    level = next(e["valueCoding"]["code"] for e in assessment["extension"] if e["url"] == EXT_LEVEL)
+    recorded = assessment(card)
+    level = next(e["valueCoding"]["code"] for e in recorded["extension"] if e["url"] == EXT_LEVEL)
     assert level == f"level-{direct['triage']['level'].replace('_', '-')}"
     assert direct["triage"]["level"] == case.level  # the scenario itself still holds
-    predicted = [p["outcome"]["coding"][0]["code"] for p in assessment.get("prediction", [])]
+    predicted = [p["outcome"]["coding"][0]["code"] for p in recorded.get("prediction", [])]
     assert predicted == [f"cause-{c['id'].replace('_', '-')}" for c in direct["causes"]]
-    assert _extension_citations(assessment) == _citations(direct)
-    rules = [e["valueString"] for e in assessment["extension"] if e["url"] == EXT_RULE]
+    assert _extension_citations(recorded) == _citations(direct)
+    rules = [e["valueString"] for e in recorded["extension"] if e["url"] == EXT_RULE]
     assert rules == [t["rule"] for t in direct["trace"]]
-    assert assessment["status"] == ("preliminary" if direct["triage"]["provisional"] else "final")
+    assert recorded["status"] == ("preliminary" if direct["triage"]["provisional"] else "final")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -29,6 +29,7 @@ from service.cds.mapping import BUNDLED, MappingError, load_mapping
 from tests.fhir_cases import (
     PATIENT_ID,
     SERVICE_URL,
+    assessment,
     bundle,
     call_for,
     hook_call,
@@ -158,15 +159,6 @@ def the_card(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.get_data(as_text=True)
     [card] = response.get_json()["cards"]
     return card
-
-
-def assessment(card: dict[str, Any]) -> dict[str, Any]:
-    return next(
-        a["resource"]
-        for s in card["suggestions"]
-        for a in s["actions"]
-        if a["resource"]["resourceType"] == "RiskAssessment"
-    )
 
 
 def level(card: dict[str, Any]) -> str:

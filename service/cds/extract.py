@@ -49,9 +49,11 @@ class Extraction:
 
 @dataclass(frozen=True)
 class _Reading:
+    entry: Entry
     when: datetime
     value: Any
     reference: str
+    from_condition: bool = False
 
 
 def extract(
@@ -65,13 +67,15 @@ def extract(
     max_age: timedelta,
 ) -> Extraction:
     out = Extraction(request={"findings": {}})
+    items = [_observation(mapping, obs, i, patient_id, now, max_age) for i, obs in enumerate(observations)]
+    items += [_condition(mapping, cond, i, patient_id) for i, cond in enumerate(conditions)]
     readings: dict[tuple[str, str | None], list[_Reading]] = {}
-    entries: dict[tuple[str, str | None], Entry] = {}
-    for index, obs in enumerate(observations):
-        _observation(mapping, obs, index, patient_id, (now, max_age), readings, entries, out)
-    for index, cond in enumerate(conditions):
-        _condition(mapping, cond, index, patient_id, readings, entries, out)
-    _settle(readings, entries, out)
+    for item in items:
+        if isinstance(item, Note):
+            out.notes.append(item)
+        else:
+            readings.setdefault(item.entry.slot, []).append(item)
+    _settle(readings, out)
     if patient is not None:
         _patient(patient, patient_id, now, out)
     return out
@@ -157,40 +161,27 @@ def _observation_time(obs: dict[str, Any]) -> datetime | None:
 
 
 def _observation(
-    mapping: Mapping,
-    obs: dict[str, Any],
-    index: int,
-    patient_id: str,
-    window: tuple[datetime, timedelta],
-    readings: dict[tuple[str, str | None], list[_Reading]],
-    entries: dict[tuple[str, str | None], Entry],
-    out: Extraction,
-) -> None:
+    mapping: Mapping, obs: dict[str, Any], index: int, patient_id: str, now: datetime, max_age: timedelta
+) -> _Reading | Note:
     entry = _match(mapping.observations, obs.get("code"))
     ref, label = _reference(obs, "Observation", index), _label(obs.get("code"), entry.display if entry else "")
-
-    def skip(reason: str) -> None:
-        out.notes.append(Note(ref, label, reason))
-
     about_patient = _check_subject(obs, patient_id)  # raises for another patient, mapped code or not
     if entry is None:
-        return skip("code not recognised")
+        return Note(ref, label, "code not recognised")
     if not about_patient:
-        return skip("names no patient; not used")
+        return Note(ref, label, "names no patient; not used")
     status = obs.get("status")
     if status not in USABLE_OBSERVATION:
-        return skip(f"status {status if isinstance(status, str) else '(none)'}; not used")
+        return Note(ref, label, f"status {status if isinstance(status, str) else '(none)'}; not used")
     when = _observation_time(obs)
-    now, max_age = window
     if when is not None and when < now - max_age:
-        return skip(f"recorded more than {max_age.days} days ago; not used")
+        return Note(ref, label, f"recorded more than {max_age.days} days ago; not used")
     if "dataAbsentReason" in obs and not any(k.startswith("value") for k in obs):
-        return skip("recorded without a value; the finding stays unknown")
+        return Note(ref, label, "recorded without a value; the finding stays unknown")
     value, problem = _read_value(entry, obs)
     if problem:
-        return skip(problem)
-    readings.setdefault(entry.slot, []).append(_Reading(when or _EPOCH, value, ref))
-    entries[entry.slot] = entry
+        return Note(ref, label, problem)
+    return _Reading(entry, when or _EPOCH, value, ref)
 
 
 def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
@@ -222,36 +213,23 @@ def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
     return number, None
 
 
-def _condition(
-    mapping: Mapping,
-    cond: dict[str, Any],
-    index: int,
-    patient_id: str,
-    readings: dict[tuple[str, str | None], list[_Reading]],
-    entries: dict[tuple[str, str | None], Entry],
-    out: Extraction,
-) -> None:
+def _condition(mapping: Mapping, cond: dict[str, Any], index: int, patient_id: str) -> _Reading | Note:
     entry = _match(mapping.conditions, cond.get("code"))
     ref, label = _reference(cond, "Condition", index), _label(cond.get("code"), entry.display if entry else "")
     about_patient = _check_subject(cond, patient_id)
     if entry is None:
-        out.notes.append(Note(ref, label, "code not recognised"))
-        return
+        return Note(ref, label, "code not recognised")
     if not about_patient:
-        out.notes.append(Note(ref, label, "names no patient; not used"))
-        return
+        return Note(ref, label, "names no patient; not used")
     clinical = {code for _, code, _ in _codings(cond.get("clinicalStatus"))}
     verification = {code for _, code, _ in _codings(cond.get("verificationStatus"))}
     if verification & NOT_CONFIRMED:
-        out.notes.append(Note(ref, label, "refuted or entered in error; not used"))
-        return
+        return Note(ref, label, "refuted or entered in error; not used")
     # A Condition without a clinical status is taken as current: the safer reading of a diagnosis.
     if clinical and not clinical & ACTIVE_CONDITION:
-        out.notes.append(Note(ref, label, "not active; not used"))
-        return
+        return Note(ref, label, "not active; not used")
     value = True if entry.finding.kind == "set" else (entry.value or "present")
-    readings.setdefault(entry.slot, []).append(_Reading(_EPOCH, value, ref))
-    entries[entry.slot] = entry
+    return _Reading(entry, _EPOCH, value, ref, from_condition=True)
 
 
 def _severity(finding: Finding, value: Any) -> int:
@@ -265,44 +243,40 @@ def _severity(finding: Finding, value: Any) -> int:
     return 0 if value in finding.normal or value == "absent" else 1
 
 
-def _settle(
-    readings: dict[tuple[str, str | None], list[_Reading]],
-    entries: dict[tuple[str, str | None], Entry],
-    out: Extraction,
-) -> None:
+def _settle(readings: dict[tuple[str, str | None], list[_Reading]], out: Extraction) -> None:
+    """One value per finding (or set member): the newest record, the more abnormal on a tie."""
     members: dict[str, dict[str, bool]] = {}
-    for slot, found in readings.items():
-        finding = entries[slot].finding
-        latest = max((r.when for r in found if not _is_condition(r)), default=None)
-        current = [r for r in found if _is_condition(r) or r.when == latest]
+    set_findings: dict[str, Finding] = {}
+    for (path, member), found in readings.items():
+        finding = found[0].entry.finding
+        latest = max((r.when for r in found if not r.from_condition), default=None)
+        current = [r for r in found if r.from_condition or r.when == latest]
         chosen = max(current, key=lambda r: _severity(finding, r.value))
         for reading in found:
-            if reading is chosen:
-                continue
-            if reading in current and reading.value != chosen.value:
-                reason = "conflicts with a more abnormal record; not used"
-                out.notes.append(Note(reading.reference, entries[slot].display, reason))
-            elif reading not in current:
-                out.notes.append(Note(reading.reference, entries[slot].display, "superseded by a later record"))
-        out.used.append(chosen.reference)
-        path, member = slot
+            if reading.value == chosen.value and reading in current:
+                out.used.append(reading.reference)
+            elif reading in current:
+                out.notes.append(
+                    Note(reading.reference, reading.entry.display, "conflicts with a more abnormal record; not used")
+                )
+            else:
+                out.notes.append(Note(reading.reference, reading.entry.display, "superseded by a later record"))
         if member is not None:
             members.setdefault(path, {})[member] = bool(chosen.value)
+            set_findings[path] = finding
         else:
             _set(out.request["findings"], path, chosen.value)
     for path, known in members.items():
-        finding = entries[(path, next(iter(known)))].finding
-        present = sorted(m for m, flag in known.items() if flag)
-        if len(known) == len(finding.values):
-            value: Any = [m for m in finding.values if known[m]]
+        values = set_findings[path].values
+        if len(known) == len(values):
+            value: Any = [m for m in values if known[m]]  # every member answered: the complete list
         else:
-            value = {"present": present, "absent": sorted(m for m, flag in known.items() if not flag)}
+            value = {
+                "present": sorted(m for m in known if known[m]),
+                "absent": sorted(m for m in known if not known[m]),
+            }
         _set(out.request["findings"], path, value)
     out.used[:] = list(dict.fromkeys(out.used))
-
-
-def _is_condition(reading: _Reading) -> bool:
-    return reading.reference.startswith("Condition")
 
 
 def _set(findings: dict[str, Any], path: str, value: Any) -> None:

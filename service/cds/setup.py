@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from service.cds.fhir_out import OWN_SYSTEM
 from service.cds.fhir_reader import FhirReader
-from service.cds.mapping import MappingError, load_mapping
+from service.cds.mapping import Mapping, MappingError, load_mapping
 from service.cds.trust import TokenVerifier, load_trust_file
 from service.engine.model import KnowledgeBase
 
@@ -19,7 +20,16 @@ def as_list(value: Any) -> list[str]:
     return [part.strip() for part in str(value or "").split(",") if part.strip()]
 
 
-def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CdsState:
+    mapping: Mapping
+    verifier: TokenVerifier | None  # None only when CDS_AUTH_DISABLED
+    reader: FhirReader
+    max_age: timedelta  # exam Observations older than this are reported, not used
+    issuers: int
+
+
+def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> CdsState:
     mapping = load_mapping(kb, config["CDS_MAPPING_FILE"] or None)
     if mapping.own_system != OWN_SYSTEM:
         raise MappingError(f"systems.triage must stay {OWN_SYSTEM}: sites add aliases for their own systems")
@@ -37,10 +47,5 @@ def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> dict[str, Any]:
         allow_http=bool(config["CDS_FHIR_ALLOW_HTTP"]),
         timeout=float(config["CDS_FHIR_TIMEOUT_SECONDS"]),
     )
-    return {
-        "mapping": mapping,
-        "verifier": verifier,
-        "reader": reader,
-        "max_age": timedelta(days=int(config["CDS_MAX_OBSERVATION_AGE_DAYS"])),
-        "issuers": len(issuers),
-    }
+    max_age = timedelta(days=int(config["CDS_MAX_OBSERVATION_AGE_DAYS"]))
+    return CdsState(mapping, verifier, reader, max_age, len(issuers))

@@ -17,6 +17,7 @@ from service.cds.extract import WrongPatient
 from service.cds.fhir_out import operation_outcome
 from service.cds.prefetch import DataUnavailable, InvalidPrefetch
 from service.cds.services import SERVICE_ID, Settings, answer_hook, discovery
+from service.cds.setup import CdsState
 from service.cds.trust import TokenRejected
 from service.logs import log
 from service.problem import FhirErrorBlueprint
@@ -30,7 +31,7 @@ def _outcome_doc(description: str) -> dict[str, Any]:
     return {"schema": OperationOutcome, "content_type": JSON, "description": description}
 
 
-def cds_state() -> dict[str, Any]:
+def cds_state() -> CdsState:
     return flask.current_app.extensions["triage_cds"]
 
 
@@ -45,7 +46,7 @@ def _verify_client() -> flask.Response | None:
     if flask.request.method == "OPTIONS":
         return None  # CORS preflight carries no credentials
     flask.request.max_content_length = flask.current_app.config["CDS_MAX_CONTENT_LENGTH"]
-    verifier = cds_state()["verifier"]
+    verifier = cds_state().verifier
     if verifier is None:
         return None  # CDS_AUTH_DISABLED: local development only, announced at start-up
     try:
@@ -77,7 +78,7 @@ def cds_discovery() -> flask.Response:
 
     The services offered, the hooks they answer and their prefetch templates.
     """
-    return _reply(discovery(cds_state()["mapping"]))
+    return _reply(discovery(cds_state().mapping))
 
 
 @blp.route("/cds-services/<service_id>", methods=["POST"])
@@ -98,11 +99,9 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
     _known(service_id)
     state = cds_state()
     url, public = base_url()
-    settings = Settings(url, public, state["max_age"])
+    settings = Settings(url, public, state.max_age)
     try:
-        body, result = answer_hook(
-            knowledge_base(), state["mapping"], state["reader"], call, settings, datetime.now(UTC)
-        )
+        body, result = answer_hook(knowledge_base(), state.mapping, state.reader, call, settings, datetime.now(UTC))
     except DataUnavailable as exc:
         log.info("cds_data_unavailable", key=exc.key, reason=exc.reason)
         diagnostics = f"Prefetch {exc.key!r} was not sent and could not be read from fhirServer ({exc.reason})."
@@ -120,7 +119,7 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
         rules=[t["rule"] for t in result["trace"]] if result else [],
         cards=len(body["cards"]),
         knowledge_version=knowledge_base().version,
-        mapping_sha256=state["mapping"].sha256[:12],
+        mapping_sha256=state.mapping.sha256[:12],
     )
     return _reply(body)
 
