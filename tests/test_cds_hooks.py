@@ -968,3 +968,17 @@ def test_jwts_are_never_logged(jwt_client, logs):
         token = headers["Authorization"].removeprefix("Bearer ")
         assert token not in text
         assert token.split(".")[2] not in text  # not even the signature
+
+
+def test_an_internal_error_is_a_500_operation_outcome_never_a_lower_answer(monkeypatch):
+    app = create_app({"TESTING": False, "CDS_AUTH_DISABLED": True})
+    client = app.test_client()
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("engine failure")
+
+    monkeypatch.setattr("service.cds.services.evaluate", broken)
+    response = client.post(SERVICE_URL, json=prefetched([bladder("retention", 0)], None))
+    [issue] = issues(response, 500)
+    assert issue["code"] == "exception"
+    assert "cards" not in response.get_json()
