@@ -7,6 +7,7 @@ through the service checks the service's reading of FHIR against the file's mean
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,14 @@ def assessment(card: dict[str, Any]) -> dict[str, Any]:
         for a in s["actions"]
         if a["resource"]["resourceType"] == "RiskAssessment"
     )
+
+
+def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    """Every value in a JSON document with its path, to check for nulls and empty values."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from walk(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from walk(child, f"{path}[{i}]")

@@ -14,7 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service import create_app
 from service.cds.fhir_out import EXT_CITATION, EXT_LEVEL, EXT_RULE, OWN_SYSTEM
-from tests.fhir_cases import SERVICE_URL, assessment, call_for
+from tests.fhir_cases import SERVICE_URL, assessment, call_for, walk
 from tests.scenarios import exam
 from tests.test_clinical_rules import CASES
 
@@ -55,16 +55,6 @@ def _extension_citations(assessment: dict[str, Any]) -> set[tuple]:
     return out
 
 
-def _walk(value: Any, path: str = "$"):
-    yield path, value
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _walk(child, f"{path}.{key}")
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _walk(child, f"{path}[{i}]")
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_fhir_and_json_give_the_same_level_causes_and_citations(case, answers):
     direct, hooked = answers[case.name]
@@ -95,7 +85,7 @@ def test_every_card_keeps_the_cds_hooks_card_rules(case, answers):
     assert all(a["description"] and a["type"] == "create" for s in card["suggestions"] for a in s["actions"])
     assert card["overrideReasons"] and all(r["display"] and r["system"] == OWN_SYSTEM for r in card["overrideReasons"])
     assert all(link["url"].startswith("http://localhost/") and link["type"] == "absolute" for link in card["links"])
-    for path, value in _walk(hooked):
+    for path, value in walk(hooked):
         assert value is not None and value != "" and value != {}, path
         assert value != [] or path == "$.cards", path
 

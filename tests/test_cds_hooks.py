@@ -36,6 +36,7 @@ from tests.fhir_cases import (
     observation,
     observations_for,
     patient,
+    walk,
 )
 from tests.fhir_stub import FhirStub, fhir_stub
 from tests.jwt_helpers import JwksServer, SigningKey, make_es384_key, make_rs384_key, mint
@@ -273,16 +274,6 @@ def authorization(stub: FhirStub, token: str = FHIR_TOKEN) -> dict[str, Any]:
     }
 
 
-def _walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
-    yield path, value
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _walk(child, f"{path}.{key}")
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _walk(child, f"{path}[{i}]")
-
-
 # === 1. discovery =================================================================================
 def test_discovery_lists_patient_view_and_order_select_under_one_id(cds):
     response = cds.get("/cds-services")
@@ -292,7 +283,7 @@ def test_discovery_lists_patient_view_and_order_select_under_one_id(cds):
     assert {s["id"] for s in services} == {"leg-raise-triage"}
     for service in services:
         assert {"hook", "id", "description", "title", "prefetch"} <= service.keys()
-    for path, value in _walk(response.get_json()):
+    for path, value in walk(response.get_json()):
         assert value is not None and value != "" and value != [] and value != {}, path
 
 
