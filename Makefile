@@ -26,7 +26,10 @@ run: $(STAMP)
 		echo "!!  TRIAGE_CDS_AUTH_DISABLED is on: CDS Hooks calls are NOT authenticated.     !!"; \
 		echo "!!  Local development only. Unset it before exposing this port to anyone.    !!"; \
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";; esac
+	@if [ -z "$$TRIAGE_API_KEYS_FILE$$TRIAGE_API_JWT_TRUST_FILE" ]; then \
+		echo "open mode: /v1, /metrics and the docs answer without credentials on 127.0.0.1 only (TRIAGE_API_OPEN)"; fi
 	TRIAGE_SOURCE_TEXTS_DIR=$(if $(wildcard $(SEEDS)),$(abspath $(SEEDS)),) PORT=$(PORT) \
+		TRIAGE_API_OPEN=$${TRIAGE_API_OPEN:-$$([ -z "$$TRIAGE_API_KEYS_FILE$$TRIAGE_API_JWT_TRUST_FILE" ] && echo true || echo false)} \
 		exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'service:create_app()'
 
 test: $(STAMP)

@@ -79,6 +79,7 @@ class Server:
             "TRIAGE_CDS_TRUST_FILE": str(workdir / "trust.yaml"),
             "TRIAGE_PUBLIC_BASE_URL": self.url,
             "LOG_LEVEL": "WARNING",
+            "TRIAGE_API_OPEN": "true",  # the /v1/triage yardstick, on loopback
         }
         command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
         self.log = (workdir / "gunicorn.log").open("wb")

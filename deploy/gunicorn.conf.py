@@ -1,6 +1,12 @@
 """gunicorn settings for `make run` and production; every number can be set from the environment."""
 
+import ipaddress
 import os
+import shutil
+import sys
+import tempfile
+
+import structlog
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 # gthread keeps connections alive and copes with a few slow clients; run behind a buffering proxy
@@ -11,15 +17,86 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
-max_requests = 2000
-max_requests_jitter = 200
+# Recycle workers now and then to bound the cost of any slow leak (0 turns it off, as the soak test does).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+max_requests_jitter = max_requests // 10
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True  # nothing to write under $HOME on a read-only root
 
-# The app logs one JSON line per request (no query string, no body); gunicorn's own access log is off.
+# The app writes the access log itself: one JSON `request` event per call with the route template,
+# never the query string or body. gunicorn's own access log stays off; its error log is JSON too.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": structlog.stdlib.ProcessorFormatter,
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+            "foreign_pre_chain": [
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "loggers": {"gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False}},
+}
+
+# Prometheus multiprocess mode: every worker writes its samples to one fresh directory, set before
+# any worker imports prometheus_client (Kubernetes mounts an emptyDir here).
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="legraise-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    )
+
+
+def _is_local(address: str) -> bool:
+    if address.startswith(("unix:", "fd://")):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def on_starting(server):
+    # Refuse to serve other machines with no credentials configured: open mode is for loopback only.
+    addresses = server.cfg.bind if isinstance(server.cfg.bind, list) else [server.cfg.bind]
+    has_credentials = os.environ.get("TRIAGE_API_KEYS_FILE") or os.environ.get("TRIAGE_API_JWT_TRUST_FILE")
+    if not has_credentials and not all(_is_local(a) for a in addresses):
+        print(
+            "refusing to start: binding to a non-loopback address needs credentials "
+            "(TRIAGE_API_KEYS_FILE and/or TRIAGE_API_JWT_TRUST_FILE); see README, Deployment",
+            file=sys.stderr,
+        )
+        on_exit(server)
+        sys.exit(2)
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):  # samples from an earlier run would be summed in
+        if name.endswith(".db"):
+            os.remove(os.path.join(metrics_dir, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

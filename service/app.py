@@ -6,14 +6,15 @@ from typing import Any
 
 import flask
 import yaml
-from flask_cors import CORS
 
 from service.cds.setup import as_list, build_cds
 from service.config import DefaultConfig
 from service.engine.model import KnowledgeBase
+from service.guard import init_access
 from service.knowledge import load_knowledge
 from service.knowledge.texts import verify_texts
 from service.logs import configure_logging, init_request_logging, log
+from service.metrics import init_metrics
 from service.problem import ProblemApi
 
 
@@ -36,6 +37,8 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     )
 
     init_request_logging(app)
+    init_access(app)
+    init_metrics(app)
     _init_cds(app, kb)
     api = ProblemApi(app)
     api.spec.components.security_scheme(
@@ -63,15 +66,6 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
 def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:
     state = build_cds(kb, app.config)
     app.extensions["triage_cds"] = state
-    origins = as_list(app.config["CORS_ORIGINS"])
-    if origins:
-        CORS(
-            app,
-            resources={r"/cds-services*": {"origins": origins}},
-            methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        )
     if state.verifier is None:
         # Loud on purpose: without verification anyone who can reach the port can call the service.
         log.warning(
@@ -83,7 +77,6 @@ def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:
         mapping_version=state.mapping.version,
         trusted_issuers=state.issuers,
         fhir_hosts=len(as_list(app.config["CDS_FHIR_HOSTS"])),
-        cors_origins=len(origins),
     )
 
 

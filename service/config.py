@@ -12,6 +12,17 @@ class DefaultConfig:
     MAX_CONTENT_LENGTH = 64 * 1024  # a full request is under 2 KiB
     MAX_FORM_MEMORY_SIZE = 64 * 1024
 
+    # --- access to /v1, /metrics and the docs (see README, "Deployment") ---
+    API_OPEN = False  # no credentials needed: `make run` on loopback only; gunicorn refuses it elsewhere
+    API_KEYS_FILE = ""  # YAML: keys: [{id, sha256, scopes, revoked}]; only hashes, never keys
+    API_JWT_TRUST_FILE = ""  # bearer JWT issuers, same format as CDS_TRUST_FILE
+    API_JWT_AUDIENCE = ""  # the `aud` API tokens must carry; PUBLIC_BASE_URL when empty
+    METRICS_OPEN = False  # /metrics without credentials (restrict the network instead)
+    DOCS_OPEN = False  # /openapi.json, /openapi.yaml without credentials
+    # Key for the findings fingerprint in the audit log (HMAC-SHA256). Without it the fingerprint is a
+    # plain SHA-256, which someone could reverse by trying every combination of findings.
+    AUDIT_HASH_KEY = ""
+
     # --- CDS Hooks (see README, "EHR integration") ---
     # The service's public base URL, e.g. https://cds.example.org. JWT audiences and card links are
     # built from it; without it, from the Host the request came to (fine behind no proxy only).
@@ -27,7 +38,7 @@ class DefaultConfig:
     CDS_MAPPING_FILE = ""  # a site's FHIR-to-findings mapping; the bundled one when empty
     CDS_MAX_OBSERVATION_AGE_DAYS = 90  # older exam Observations are reported, not used
     CDS_MAX_CONTENT_LENGTH = 2 * 1024 * 1024  # prefetch can carry 100 Observations and more
-    CORS_ORIGINS = ""  # browser origins allowed to call /cds-services (comma-separated); none by default
+    CORS_ORIGINS = ""  # browser origins allowed to call /v1 and /cds-services (comma-separated); none by default
 
     API_TITLE = "Leg-raise triage API"
     API_VERSION = "1.0.0"

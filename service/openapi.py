@@ -5,5 +5,5 @@ import sys
 from service.app import create_app, spec_yaml
 
 if __name__ == "__main__":
-    app = create_app({"LOG_LEVEL": "WARNING"})
+    app = create_app({"LOG_LEVEL": "ERROR", "API_OPEN": True})
     sys.stdout.write(spec_yaml(app.extensions["triage_api"]))

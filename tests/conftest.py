@@ -18,7 +18,7 @@ def kb():
 
 @pytest.fixture(scope="session")
 def app():
-    return create_app({"TESTING": True})
+    return create_app({"TESTING": True, "API_OPEN": True})
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ INDICATORS = {"emergency": "critical", "urgent": "warning", "routine": "info", "
 
 @pytest.fixture(scope="module")
 def cds_client():
-    return create_app({"TESTING": True, "CDS_AUTH_DISABLED": True}).test_client()
+    return create_app({"TESTING": True, "CDS_AUTH_DISABLED": True, "API_OPEN": True}).test_client()
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def _wait_ready(server: Server) -> None:
 def server(tmp_path_factory) -> Any:
     log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     port = _free_port()
-    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "TRIAGE_API_OPEN": "true"}
     command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)

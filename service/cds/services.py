@@ -51,6 +51,13 @@ def discovery(mapping: Mapping) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Answer:
+    body: dict[str, Any]  # the CDS response
+    request: dict[str, Any] | None = None  # the findings read from FHIR, as a /v1/triage request
+    result: dict[str, Any] | None = None  # the engine's answer (None when there is no card)
+
+
+@dataclass(frozen=True)
 class Settings:
     base_url: str
     public: bool
@@ -59,8 +66,8 @@ class Settings:
 
 def answer_hook(
     kb: KnowledgeBase, mapping: Mapping, reader: Reader, call: dict[str, Any], settings: Settings, now: datetime
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The CDS response for a validated call, and the engine result behind it (None when no card)."""
+) -> Answer:
+    """The CDS response for a validated call, with the findings and engine result behind its card."""
     context = call["context"]
     authorization = call.get("fhirAuthorization") or {}
     data = gather(
@@ -77,7 +84,7 @@ def answer_hook(
     )
     notes = data.notes + found.notes
     if not found.recognised and not notes:
-        return {"cards": []}, None  # nothing recorded that this service reads: nothing to say
+        return Answer({"cards": []})  # nothing recorded that this service reads: nothing to say
     result = evaluate(kb, found.request)
     ctx = CardContext(context["patientId"], context.get("encounterId"), settings.base_url, settings.public, now)
-    return {"cards": [triage_card(kb, result, notes, found.used, ctx)]}, result
+    return Answer({"cards": [triage_card(kb, result, notes, found.used, ctx)]}, found.request, result)

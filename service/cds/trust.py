@@ -301,6 +301,7 @@ class TokenVerifier:
         jwks_ttl: int = 300,
         fetch_timeout: float = 2.0,
         max_replay_entries: int = 500_000,
+        refuse_replay: bool = True,
         clock: Callable[[], float] = time.time,
         fetch_jwks: Callable[[str], dict[str, Any]] | None = None,
     ):
@@ -314,6 +315,8 @@ class TokenVerifier:
         self._max_lifetime = max_lifetime
         self._jwks_ttl = jwks_ttl
         self._max_replay = max_replay_entries
+        # CDS Hooks tokens are one per call; API access tokens are reused for their lifetime.
+        self._refuse_replay = refuse_replay
         self._clock = clock
         self._fetch = fetch_jwks or functools.partial(download_jwks, timeout=fetch_timeout)
 
@@ -369,7 +372,8 @@ class TokenVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenRejected("claims")
-        self._remember(iss, jti, exp + self._leeway)
+        if self._refuse_replay:
+            self._remember(iss, jti, exp + self._leeway)
         return claims
 
     # -- keys --

@@ -13,6 +13,7 @@ from typing import Any
 import flask
 
 from schemas.cds import CdsRequest, CdsResponse, Discovery, FeedbackRequest, OperationOutcome
+from service.audit import audit_decision
 from service.cds.extract import WrongPatient
 from service.cds.fhir_out import operation_outcome
 from service.cds.prefetch import DataUnavailable, InvalidPrefetch
@@ -101,7 +102,7 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
     url, public = base_url()
     settings = Settings(url, public, state.max_age)
     try:
-        body, result = answer_hook(knowledge_base(), state.mapping, state.reader, call, settings, datetime.now(UTC))
+        answer = answer_hook(knowledge_base(), state.mapping, state.reader, call, settings, datetime.now(UTC))
     except DataUnavailable as exc:
         log.info("cds_data_unavailable", key=exc.key, reason=exc.reason)
         diagnostics = f"Prefetch {exc.key!r} was not sent and could not be read from fhirServer ({exc.reason})."
@@ -111,17 +112,10 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
     except WrongPatient:
         message = "Prefetched or fetched data names another patient than context.patientId; nothing was evaluated."
         return _reply(operation_outcome("invalid", message), 422)
-    log.info(
-        "cds_decision",
-        hook=call["hook"],
-        triage_level=result["triage"]["level"] if result else None,
-        provisional=result["triage"]["provisional"] if result else None,
-        rules=[t["rule"] for t in result["trace"]] if result else [],
-        cards=len(body["cards"]),
-        knowledge_version=knowledge_base().version,
-        mapping_sha256=state.mapping.sha256[:12],
-    )
-    return _reply(body)
+    log.info("cds_decision", hook=call["hook"], cards=len(answer.body["cards"]), mapping_sha256=state.mapping.sha256)
+    if answer.result is not None and answer.request is not None:
+        audit_decision("cds", answer.request, answer.result, flask.current_app.config["AUDIT_HASH_KEY"])
+    return _reply(answer.body)
 
 
 @blp.route("/cds-services/<service_id>/feedback", methods=["POST"])

@@ -2,11 +2,13 @@
 
 from typing import Any
 
+import flask
+
 from schemas.examples import TRIAGE_REQUEST
 from schemas.triage import TriageRequest, TriageResponse
+from service.audit import audit_decision
 from service.engine import evaluate
 from service.knowledge import load_knowledge
-from service.logs import log
 from service.problem import Blueprint
 from service.routes import knowledge_base
 
@@ -26,13 +28,6 @@ def triage(body: dict[str, Any]) -> dict[str, Any]:
     Returns the level, ranked causes, referrals, advice, the questions still to ask and the
     rule trace. Deterministic: the same findings and knowledge version give the same answer.
     """
-    kb = knowledge_base()
-    result = evaluate(kb, body)
-    log.info(
-        "triage_decision",
-        triage_level=result["triage"]["level"],
-        provisional=result["triage"]["provisional"],
-        rules=[t["rule"] for t in result["trace"]],
-        knowledge_version=kb.version,
-    )
+    result = evaluate(knowledge_base(), body)
+    audit_decision("api", body, result, flask.current_app.config["AUDIT_HASH_KEY"])
     return result

@@ -1,0 +1,114 @@
+"""Flask side of access control and response hardening: credentials per route, security headers, CORS."""
+
+from __future__ import annotations
+
+import flask
+import structlog
+from flask_cors import CORS
+from flask_smorest import abort
+
+from service.access import AccessPolicy, Unauthenticated, load_api_keys
+from service.cds.setup import as_list
+from service.cds.trust import TokenVerifier, load_trust_file
+from service.logs import log
+
+WWW_AUTHENTICATE = 'Bearer realm="legraise-triage"'
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Strict-Transport-Security": "max-age=31536000",
+    "Cache-Control": "no-store",  # answers are about a patient: never cached by a browser or proxy
+}
+# Every route and what it needs. A route missing here fails a test, so none is left open by accident.
+# None: open; "cds": CDS Hooks JWT (service/routes/cds.py); "docs"/"metrics": open only if configured.
+ROUTE_SCOPES: dict[str, str | None] = {
+    "/livez": None,
+    "/readyz": None,
+    "/metrics": "metrics",
+    "/openapi.json": "docs",
+    "/openapi.yaml": "docs",
+    "/v1/triage": "triage",
+    "/v1/knowledge": "knowledge",
+    "/v1/rules/<rule_id>": "knowledge",
+    "/v1/sources": "knowledge",
+    "/v1/sources/<source_id>": "knowledge",
+    "/cds-services": "cds",
+    "/cds-services/<service_id>": "cds",
+    "/cds-services/<service_id>/feedback": "cds",
+}
+
+
+def build_policy(config: flask.Config) -> AccessPolicy:
+    keys = load_api_keys(config["API_KEYS_FILE"]) if config["API_KEYS_FILE"] else ()
+    verifier = None
+    if config["API_JWT_TRUST_FILE"]:
+        verifier = TokenVerifier(
+            load_trust_file(config["API_JWT_TRUST_FILE"]),
+            leeway=int(config["CDS_JWT_LEEWAY_SECONDS"]),
+            max_lifetime=int(config["CDS_JWT_MAX_LIFETIME_SECONDS"]),
+            refuse_replay=False,  # access tokens are reused until they expire
+        )
+    audience = config["API_JWT_AUDIENCE"] or config["PUBLIC_BASE_URL"].rstrip("/")
+    if verifier is not None and not audience:
+        raise ValueError("API_JWT_TRUST_FILE needs API_JWT_AUDIENCE or PUBLIC_BASE_URL (the tokens' aud)")
+    return AccessPolicy(bool(config["API_OPEN"]), keys, verifier, audience)
+
+
+def init_access(app: flask.Flask) -> AccessPolicy:
+    policy = build_policy(app.config)
+    app.extensions["triage_access"] = policy
+    app.before_request(_check_access)
+    app.after_request(_harden)
+    origins = as_list(app.config["CORS_ORIGINS"])
+    if origins:
+        CORS(
+            app,
+            resources={r"/(v1|cds-services)(/.*)?": {"origins": origins}},
+            methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+            max_age=600,
+        )
+    if policy.open:
+        log.warning("api_open", message="/v1 answers without credentials (TRIAGE_API_OPEN). Loopback use only.")
+    elif not policy.has_credentials:
+        log.warning("api_no_credentials", message="No API keys or JWT issuers configured: every /v1 call gets 401.")
+    log.info("access_ready", api_keys=len(policy.keys), jwt=policy.verifier is not None, cors_origins=len(origins))
+    return policy
+
+
+def _open_by_config(scope: str | None) -> bool:
+    config = flask.current_app.config
+    return scope is None or (scope == "docs" and config["DOCS_OPEN"]) or (scope == "metrics" and config["METRICS_OPEN"])
+
+
+def _check_access() -> None:
+    rule = flask.request.url_rule
+    if rule is None or flask.request.method == "OPTIONS":
+        return  # routing answers 404/405 itself; CORS preflights carry no credentials
+    scope = ROUTE_SCOPES.get(rule.rule, "knowledge")
+    if scope == "cds" or _open_by_config(scope):
+        return
+    policy: AccessPolicy = flask.current_app.extensions["triage_access"]
+    try:
+        caller = policy.authenticate(flask.request.headers.get("X-API-Key"), flask.request.headers.get("Authorization"))
+    except Unauthenticated as exc:
+        log.warning("access_denied", status=401, reason=exc.reason, key_id=exc.key_id, route=rule.rule)
+        abort(
+            401,
+            message="Send an API key in X-API-Key or a bearer JWT in Authorization.",
+            headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+        )
+    structlog.contextvars.bind_contextvars(caller=caller.id)
+    if scope not in caller.scopes:
+        log.warning("access_denied", status=403, reason="scope", required=scope, route=rule.rule)
+        abort(403, message=f"This credential lacks the '{scope}' scope.")
+
+
+def _harden(response: flask.Response) -> flask.Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

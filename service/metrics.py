@@ -1,0 +1,62 @@
+"""Prometheus metrics at /metrics, summed across gunicorn workers (prometheus-client multiprocess mode).
+
+Under gunicorn, deploy/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker starts, so
+every worker writes its samples there and /metrics reads them all. Labels come from route
+templates, methods, statuses, levels and the knowledge version: never from a request's values.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import flask
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+UNCOUNTED = frozenset({"/metrics", "/livez", "/readyz"})  # scrapes and probes would drown the traffic
+
+REQUESTS = Counter(
+    "triage_http_requests", "HTTP requests by route template, method and status.", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "triage_http_request_duration_seconds",
+    "Time from the request reaching the app to the response leaving it.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+DECISIONS = Counter(
+    "triage_decisions", "Triage decisions by level, channel and knowledge version.", ["level", "channel", "knowledge"]
+)
+
+
+def record_decision(level: str, channel: str, knowledge_version: str) -> None:
+    DECISIONS.labels(level=level, channel=channel, knowledge=knowledge_version).inc()
+
+
+def init_metrics(app: flask.Flask) -> None:
+    app.after_request(_observe)
+    app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
+
+
+def _observe(response: flask.Response) -> flask.Response:
+    rule = flask.request.url_rule
+    route = rule.rule if rule else "(unmatched)"
+    if route in UNCOUNTED:
+        return response
+    method = flask.request.method if flask.request.method in METHODS else "OTHER"
+    REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+    started = flask.g.get("started")
+    if started is not None:
+        LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+    return response
+
+
+def _metrics() -> flask.Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return flask.Response(body, content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,156 @@
+"""The production gunicorn config at run time: refusing to serve strangers, metrics summed across
+workers, and a bounded soak at steady concurrency (memory flat, no errors). Loopback only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.access import key_hash
+from tests.scenarios import exam
+from tests.test_clinical_rules import CASES
+from tests.test_gunicorn import ROOT, STOP_TIMEOUT, TIMEOUT, Server, _free_port, _wait_ready
+
+SOAK_SECONDS = 45
+SOAK_THREADS = 4
+RSS_GROWTH_LIMIT_KIB = 24 * 1024  # per worker, after warm-up
+
+
+@contextmanager
+def gunicorn(tmp_path: Path, **env: str) -> Iterator[Server]:
+    port = _free_port()
+    log_path = tmp_path / f"gunicorn-{port}.log"
+    full_env = {**os.environ, "BIND": f"127.0.0.1:{port}", **env}
+    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = Server(url=f"http://127.0.0.1:{port}", log_path=log_path, process=process)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+
+
+def _workers(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _samples(text: str, name: str) -> dict[tuple, float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_binding_beyond_loopback_without_credentials_refuses_to_start():
+    env = {**os.environ, "BIND": f"0.0.0.0:{_free_port()}", "TRIAGE_API_OPEN": "true"}
+    env.pop("TRIAGE_API_KEYS_FILE", None)
+    env.pop("TRIAGE_API_JWT_TRUST_FILE", None)
+    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refusing to start" in done.stderr
+
+
+def test_api_keys_under_gunicorn(tmp_path):
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - id: ops-1\n    sha256: {key_hash('s3cret-key-1')}\n    scopes: [triage]\n")
+    with gunicorn(tmp_path, TRIAGE_API_KEYS_FILE=str(keys)) as server:
+        body = {"findings": {"bladder": "retention"}}
+        refused = requests.post(f"{server.url}/v1/triage", json=body, timeout=TIMEOUT)
+        assert refused.status_code == 401
+        assert refused.headers["Content-Type"] == "application/problem+json"
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        allowed = requests.post(
+            f"{server.url}/v1/triage", json=body, headers={"X-API-Key": "s3cret-key-1"}, timeout=TIMEOUT
+        )
+        assert allowed.status_code == 200 and allowed.json()["triage"]["level"] == "emergency"
+        assert requests.get(f"{server.url}/readyz", timeout=TIMEOUT).status_code == 200
+    assert "s3cret-key-1" not in server.log_text()
+
+
+def test_metrics_are_summed_across_workers(tmp_path):
+    with gunicorn(tmp_path, TRIAGE_API_OPEN="true", WEB_CONCURRENCY="2") as server:
+        calls = 40
+        for i in range(calls):  # a new connection each time, so both workers take some
+            with requests.Session() as session:
+                findings = exam(CASES[i % len(CASES)].changes)
+                assert session.post(f"{server.url}/v1/triage", json={"findings": findings}, timeout=TIMEOUT).ok
+        served_by = {line for line in server.log_text().splitlines() if '"event": "triage_decision"' in line}
+        assert len(served_by) == calls
+        text = requests.get(f"{server.url}/metrics", timeout=TIMEOUT).text
+    requests_total = _samples(text, "triage_http_requests_total")
+    assert requests_total[(("method", "POST"), ("route", "/v1/triage"), ("status", "200"))] == calls
+    assert sum(_samples(text, "triage_decisions_total").values()) == calls
+    counts = _samples(text, "triage_http_request_duration_seconds_count")
+    assert counts[(("method", "POST"), ("route", "/v1/triage"))] == calls
+
+
+def test_soak_memory_stays_flat_and_nothing_fails(tmp_path):
+    """About a minute at steady concurrency; worker recycling off so a leak would show."""
+    env = {"TRIAGE_API_OPEN": "true", "WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0", "LOG_LEVEL": "WARNING"}
+    bodies = [{"findings": exam(case.changes)} for case in CASES]
+    with gunicorn(tmp_path, **env) as server:
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2
+        stop = threading.Event()
+        counts = {"ok": 0, "failed": 0}
+        lock = threading.Lock()
+
+        def load() -> None:
+            i = 0
+            with requests.Session() as session:
+                while not stop.is_set():
+                    try:
+                        response = session.post(f"{server.url}/v1/triage", json=bodies[i % len(bodies)], timeout=10)
+                        good = response.status_code == 200
+                    except requests.RequestException:
+                        good = False
+                    with lock:
+                        counts["ok" if good else "failed"] += 1
+                    i += 1
+
+        threads = [threading.Thread(target=load) for _ in range(SOAK_THREADS)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(5)  # warm-up: imports, caches and allocator pools settle
+            before = {pid: _rss_kib(pid) for pid in workers}
+            time.sleep(SOAK_SECONDS)
+            after = {pid: _rss_kib(pid) for pid in workers}
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=15)
+        assert _workers(server.process.pid) == workers, "a worker was replaced during the soak"
+    assert counts["failed"] == 0
+    assert counts["ok"] > SOAK_SECONDS * 20, counts  # the load really ran
+    growth = {pid: after[pid] - before[pid] for pid in workers}
+    assert all(g < RSS_GROWTH_LIMIT_KIB for g in growth.values()), growth
