@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from service.cds.trust import TokenRejected, TokenVerifier
 from service.knowledge.yamlfile import load_yaml
 
@@ -54,7 +56,14 @@ def key_hash(key: str) -> str:
 
 def load_api_keys(path: str | Path) -> tuple[ApiKey, ...]:
     """{"keys": [{"id", "sha256", "scopes": [...], "revoked": false}]}; every problem is listed."""
-    raw = load_yaml(Path(path).read_text(encoding="utf-8"))
+    try:
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except yaml.YAMLError as exc:  # the problem and line only: never a snippet of the file
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{line} ({getattr(exc, 'problem', None) or 'parse error'})") from None
     problems: list[str] = []
     keys: list[ApiKey] = []
     entries = raw.get("keys") if isinstance(raw, dict) else None

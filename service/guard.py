@@ -10,7 +10,7 @@ from flask_smorest import abort
 from service.access import AccessPolicy, Unauthenticated, load_api_keys
 from service.cds.setup import as_list
 from service.cds.trust import TokenVerifier, load_trust_file
-from service.logs import log
+from service.logs import log, route_template
 
 WWW_AUTHENTICATE = 'Bearer realm="legraise-triage"'
 SECURITY_HEADERS = {
@@ -89,14 +89,15 @@ def _check_access() -> None:
     rule = flask.request.url_rule
     if rule is None or flask.request.method == "OPTIONS":
         return  # routing answers 404/405 itself; CORS preflights carry no credentials
-    scope = ROUTE_SCOPES.get(rule.rule, "knowledge")
+    route = route_template(rule.rule)
+    scope = ROUTE_SCOPES.get(route, "knowledge")
     if scope == "cds" or _open_by_config(scope):
         return
     policy: AccessPolicy = flask.current_app.extensions["triage_access"]
     try:
         caller = policy.authenticate(flask.request.headers.get("X-API-Key"), flask.request.headers.get("Authorization"))
     except Unauthenticated as exc:
-        log.warning("access_denied", status=401, reason=exc.reason, key_id=exc.key_id, route=rule.rule)
+        log.warning("access_denied", status=401, reason=exc.reason, key_id=exc.key_id, route=route)
         abort(
             401,
             message="Send an API key in X-API-Key or a bearer JWT in Authorization.",
@@ -104,7 +105,7 @@ def _check_access() -> None:
         )
     structlog.contextvars.bind_contextvars(caller=caller.id)
     if scope not in caller.scopes:
-        log.warning("access_denied", status=403, reason="scope", required=scope, route=rule.rule)
+        log.warning("access_denied", status=403, reason="scope", required=scope, route=route)
         abort(403, message=f"This credential lacks the '{scope}' scope.")
 
 

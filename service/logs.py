@@ -13,6 +13,17 @@ import flask
 import structlog
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CONVERTER = re.compile(r"<(?:[^<>]*:)?([^<>:]+)>")
+
+
+def route_template(rule: str) -> str:
+    """A URL rule as ROUTE_SCOPES and metric labels name it: converters dropped.
+
+    "/v1/rules/<string(maxlength=64):rule_id>" -> "/v1/rules/<rule_id>".
+    """
+    return _CONVERTER.sub(r"<\1>", rule)
+
+
 _configured = False
 
 
@@ -86,7 +97,7 @@ def _finish_request(response: flask.Response) -> flask.Response:
     log.info(
         "request",
         method=flask.request.method,
-        route=rule.rule if rule else None,
+        route=route_template(rule.rule) if rule else None,
         status=response.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
     )

@@ -13,6 +13,8 @@ import time
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
+from service.logs import route_template
+
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNCOUNTED = frozenset({"/metrics", "/livez", "/readyz"})  # scrapes and probes would drown the traffic
 
@@ -41,7 +43,7 @@ def init_metrics(app: flask.Flask) -> None:
 
 def _observe(response: flask.Response) -> flask.Response:
     rule = flask.request.url_rule
-    route = rule.rule if rule else "(unmatched)"
+    route = route_template(rule.rule) if rule else "(unmatched)"
     if route in UNCOUNTED:
         return response
     method = flask.request.method if flask.request.method in METHODS else "OTHER"
