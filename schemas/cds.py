@@ -13,7 +13,9 @@ from schemas.base import StrictInteger, StrictSchema
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 REFERENCE = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
-CODE = r"^[^\s|]([^|]{0,62}[^\s|])?$"
+# No "|" (logged as system|code) and no white space at either end. An explicit class, not \s, which Python's re,
+# ECMA-262 (the OpenAPI pattern) and other engines define differently (e.g. for U+001E or U+FEFF).
+CODE = r"^[^\t\n\v\f\r |]([^|]{0,62}[^\t\n\v\f\r |])?$"
 HOOKS = ("patient-view", "order-select")
 
 
@@ -21,12 +23,25 @@ def _text(max_length: int = 256, **kwargs: Any) -> fields.String:
     return fields.String(validate=validate.Length(min=1, max=max_length), **kwargs)
 
 
+class _WholeString(validate.Regexp):
+    """The whole value must match, as the OpenAPI (ECMA-262) pattern says: Python's `$` also matches before a
+    final newline, so `Regexp` alone would take "p1\\n" as a FHIR id."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 def _pattern(regex: str, description: str, **kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Regexp(regex), metadata={"description": description}, **kwargs)
+    return fields.String(validate=_WholeString(regex), metadata={"description": description}, **kwargs)
+
+
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
 
 
 def _rfc3339(value: str) -> None:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", value):
+    if not re.fullmatch(RFC3339, value):
         raise ValidationError("Expected an RFC 3339 date-time with a time zone, e.g. 2026-11-22T10:05:31Z.")
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -59,16 +74,42 @@ class FhirAuthorization(StrictSchema):
 
 
 class FhirData(fields.Dict):
-    """A FHIR resource (JSON object), or null when the EHR has nothing recorded."""
+    """A FHIR resource (JSON object), or null when the EHR has nothing recorded.
 
-    def __init__(self, description: str):
-        super().__init__(allow_none=True, metadata={"description": description, "nullable": True})
+    Its resourceType, and for a Bundle the entries, are checked here with the rest of the call, so a malformed
+    key is a 422 even when another key would need the FHIR server (service/cds/prefetch.py checks the same
+    of what that server answers). An OperationOutcome in place of the resource means "read it from fhirServer".
+    """
+
+    def __init__(self, description: str, resource_type: str):
+        self.resource_type = resource_type
+        kinds = {"type": "string", "enum": [resource_type, "OperationOutcome"]}
+        metadata = {"description": description, "nullable": True, "required": ["resourceType"]}
+        metadata["properties"] = {"resourceType": kinds}
+        if resource_type == "Bundle":  # entries are checked in a Bundle, not in an OperationOutcome
+            entries = {"type": "array", "items": {"type": "object", "properties": {"resource": {"type": "object"}}}}
+            metadata["anyOf"] = [
+                {"properties": {"resourceType": {"enum": ["OperationOutcome"]}}},
+                {"properties": {"resourceType": {"enum": ["Bundle"]}, "entry": entries}},
+            ]
+        super().__init__(allow_none=True, validate=self._check_shape, metadata=metadata)
+
+    def _check_shape(self, value: dict[str, Any]) -> None:
+        kind = value.get("resourceType")
+        if kind not in (self.resource_type, "OperationOutcome"):
+            raise ValidationError(f"Expected a {self.resource_type}, an OperationOutcome or null.")
+        entries = value.get("entry", [])
+        if kind == "Bundle" and not (
+            isinstance(entries, list)
+            and all(isinstance(e, dict) and isinstance(e.get("resource", {}), dict) for e in entries)
+        ):
+            raise ValidationError("Bundle.entry must be a list of entries holding resources.")
 
 
 class Prefetch(StrictSchema):
-    patient = FhirData("Patient/{{context.patientId}}: the Patient.")
-    observations = FhirData("Searchset Bundle of the patient's exam Observations.")
-    conditions = FhirData("Searchset Bundle of the patient's mapped Conditions.")
+    patient = FhirData("Patient/{{context.patientId}}: the Patient.", "Patient")
+    observations = FhirData("Searchset Bundle of the patient's exam Observations.", "Bundle")
+    conditions = FhirData("Searchset Bundle of the patient's mapped Conditions.", "Bundle")
 
 
 class CdsRequest(StrictSchema):
@@ -81,6 +122,14 @@ class CdsRequest(StrictSchema):
     context = fields.Dict(required=True, metadata={"description": "Hook context (patient-view or order-select)."})
     prefetch = fields.Nested(Prefetch)
     extension = fields.Dict(metadata={"description": "Extensions; accepted and not used."})
+
+    class Meta(StrictSchema.Meta):
+        openapi_rules = {  # _context_fits_hook, for the OpenAPI document
+            "oneOf": [
+                {"properties": {"hook": {"enum": [hook]}, "context": schema}} for hook, schema in CONTEXTS.items()
+            ],
+            "anyOf": [{"not": {"required": ["fhirAuthorization"]}}, {"required": ["fhirServer"]}],
+        }
 
     @validates_schema
     def _context_fits_hook(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -115,7 +164,21 @@ class FeedbackItem(StrictSchema):
     outcome = fields.String(required=True, validate=validate.OneOf(["accepted", "overridden"]))
     acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestion), validate=validate.Length(min=1, max=50))
     overrideReason = fields.Nested(OverrideReason)
-    outcomeTimestamp = fields.String(required=True, validate=_rfc3339)
+    outcomeTimestamp = fields.String(
+        required=True, validate=_rfc3339, metadata={"format": "date-time", "pattern": RFC3339}
+    )
+
+    class Meta(StrictSchema.Meta):
+        openapi_rules = {  # _outcome_fits, for the OpenAPI document
+            "oneOf": [
+                {
+                    "properties": {"outcome": {"enum": ["accepted"]}},
+                    "required": ["acceptedSuggestions"],
+                    "not": {"required": ["overrideReason"]},
+                },
+                {"properties": {"outcome": {"enum": ["overridden"]}}, "not": {"required": ["acceptedSuggestions"]}},
+            ]
+        }
 
     @validates_schema
     def _outcome_fits(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -35,6 +35,14 @@ class Sensation(StrictSchema):
         "count as saddle-area numbness. Not allowed with status normal.",
     )
 
+    class Meta(StrictSchema.Meta):
+        openapi_rules = {  # _areas_need_abnormal_status, for the OpenAPI document
+            "not": {
+                "required": ["status", "areas"],
+                "properties": {"status": {"enum": ["normal"]}, "areas": {"minItems": 1}},
+            }
+        }
+
     @validates_schema
     def _areas_need_abnormal_status(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("status") == "normal" and data.get("areas"):

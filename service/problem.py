@@ -8,10 +8,15 @@ from typing import Any, NoReturn
 
 import flask
 import flask_smorest
+import marshmallow
+from apispec import BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser, abort, is_json_request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from schemas.cds import OperationOutcome
 from schemas.problem import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -22,6 +27,9 @@ class ProblemApi(flask_smorest.Api):
     """flask-smorest's Api with problem+json errors that keep protocol headers such as Allow."""
 
     ERROR_SCHEMA = Problem
+
+    def _init_spec(self, *, extra_plugins: Any = None, **kwargs: Any) -> None:
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), CrossFieldRules()], **kwargs)
 
     def handle_http_exception(self, error: HTTPException) -> flask.Response:
         data = getattr(error, "data", None) or {}
@@ -58,6 +66,33 @@ class ProblemApi(flask_smorest.Api):
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, PROBLEM_JSON)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+class CrossFieldRules(BasePlugin):
+    """Adds a marshmallow schema's `Meta.openapi_rules` (JSON Schema keywords) to its OpenAPI component.
+
+    For the rules a @validates_schema enforces across fields: documented, a request valid by openapi.yaml
+    is one the service accepts. Schema classes inside the keywords become $refs (registered as needed).
+    """
+
+    def init_spec(self, spec: Any) -> None:
+        super().init_spec(spec)
+        self._converter = next(p.converter for p in spec.plugins if isinstance(p, MarshmallowPlugin))
+
+    def schema_helper(self, name: str, definition: dict, **kwargs: Any) -> dict | None:
+        schema = kwargs.get("schema")
+        meta = getattr(resolve_schema_cls(schema), "Meta", None) if schema is not None else None
+        rules = getattr(meta, "openapi_rules", None)
+        return self._with_refs(rules) if rules else None
+
+    def _with_refs(self, node: Any) -> Any:
+        if isinstance(node, type) and issubclass(node, marshmallow.Schema):
+            return self._converter.resolve_nested_schema(node)
+        if isinstance(node, dict):
+            return {key: self._with_refs(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [self._with_refs(value) for value in node]
+        return node
 
 
 # Paths whose callers (EHRs) expect FHIR OperationOutcome error bodies instead of problem+json. By path,
@@ -168,13 +203,24 @@ def parse_strict_json(raw: bytes) -> Any:
         raise InvalidJSON("number too long") from exc
 
 
+def read_whole_body(req: flask.Request) -> bytes:
+    """The body as sent, or an error: werkzeug under gunicorn (wsgi.input_terminated) returns a cut body silently."""
+    raw = req.get_data(cache=True)
+    declared, limit = req.content_length, req.max_content_length
+    if declared is None and limit is not None and len(raw) >= limit and req.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()  # chunked body over the limit: werkzeug stops reading at the limit
+    if declared is not None and len(raw) < declared:
+        raise InvalidJSON("body shorter than its Content-Length")  # the client stopped sending
+    return raw
+
+
 class StrictJSONParser(FlaskParser):
     """JSON bodies must say they are JSON (else 415) and be unambiguous (else 400)."""
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
             abort(415, message="Send the body as application/json.")
-        return parse_strict_json(req.get_data(cache=True))
+        return parse_strict_json(read_whole_body(req))
 
     def _handle_invalid_json_error(self, error: Exception, req: flask.Request, *args: Any, **kwargs: Any) -> NoReturn:
         reason = getattr(error, "reason", "malformed JSON")
@@ -197,9 +243,22 @@ class _WithoutDefaultError:
         return getattr(self._api, name)
 
 
+# What StrictJSONParser answers for a body before any view runs; CDS_MAX_CONTENT_LENGTH sets the 413 limit.
+FHIR_BODY_ERRORS = {
+    400: "Malformed JSON body.",
+    413: "Body larger than CDS_MAX_CONTENT_LENGTH (2 MiB by default).",
+    415: "Body not sent as application/json.",
+}
+
+
 class FhirErrorBlueprint(Blueprint):
     """Documents its own OperationOutcome errors instead of the API-wide problem+json default."""
 
     @staticmethod
     def _prepare_response_doc(doc: dict, doc_info: dict, *, api: flask_smorest.Api, **kwargs: Any) -> dict:
+        if "arguments" in doc_info:  # a request body, parsed by StrictJSONParser
+            responses = doc_info.setdefault("response", {}).setdefault("responses", {})
+            for status, description in FHIR_BODY_ERRORS.items():
+                outcome = {"schema": OperationOutcome, "description": description, "content_type": "application/json"}
+                responses.setdefault(status, [outcome])
         return Blueprint._prepare_response_doc(doc, doc_info, api=_WithoutDefaultError(api), **kwargs)
