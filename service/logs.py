@@ -51,7 +51,7 @@ def configure_logging(level: str = "INFO") -> None:
             # No exception text or locals: messages and locals can carry request values.
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                _drop_exc_info,
+                drop_exc_info,
                 structlog.processors.JSONRenderer(),
             ],
         )
@@ -64,7 +64,21 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("urllib3").setLevel("WARNING")
 
 
-def _drop_exc_info(logger: object, name: str, event: dict) -> dict:
+class GunicornRedactor(logging.Filter):
+    """gunicorn's own messages about bad requests quote the request line (query string included):
+    keep what happened, drop what the client sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Invalid request from ip="):
+            record.msg, record.args = message.split(":", 1)[0] + ": (request withheld)", ()
+        elif message.startswith("Error handling request"):
+            record.msg, record.args = "Error handling request (request withheld)", ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def drop_exc_info(logger: object, name: str, event: dict) -> dict:
     event.pop("exc_info", None)
     event.pop("exception", None)
     return event

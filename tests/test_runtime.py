@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,3 +156,24 @@ def test_soak_memory_stays_flat_and_nothing_fails(tmp_path):
     assert counts["ok"] > SOAK_SECONDS * 20, counts  # the load really ran
     growth = {pid: after[pid] - before[pid] for pid in workers}
     assert all(g < RSS_GROWTH_LIMIT_KIB for g in growth.values()), growth
+
+
+def test_gunicorn_own_errors_do_not_quote_the_request(tmp_path):
+    """gunicorn answers malformed requests itself and logs them; the request line must not be logged."""
+    canary = f"CANARY{uuid.uuid4().hex}"
+    bad_requests = [
+        f"GET /v1/knowledge?mrn={canary} HTTP/9.9\r\nHost: x\r\n\r\n",
+        f"GET /v1/knowledge?mrn={canary} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        f"GE\x01T /{canary} HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    with gunicorn(tmp_path, TRIAGE_API_OPEN="true", WEB_CONCURRENCY="1") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        for raw in bad_requests:
+            with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
+                conn.sendall(raw.encode("latin-1"))
+                answer = conn.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+        time.sleep(0.5)
+        text = server.log_text()
+    assert "Invalid request from ip=" in text and "(request withheld)" in text
+    assert canary not in text
