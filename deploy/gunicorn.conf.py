@@ -8,6 +8,10 @@ import tempfile
 
 import structlog
 
+from service.serving import install as send_head_with_body
+
+send_head_with_body()  # a killed worker cannot leave a proxy holding a header without its body
+
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 # gthread keeps connections alive and copes with a few slow clients; run behind a buffering proxy
 # in production. Set WEB_CONCURRENCY explicitly in containers (cpu_count sees the whole node).

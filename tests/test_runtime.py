@@ -177,3 +177,40 @@ def test_gunicorn_own_errors_do_not_quote_the_request(tmp_path):
         text = server.log_text()
     assert "Invalid request from ip=" in text and "(request withheld)" in text
     assert canary not in text
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+def _response(method: str = "GET"):
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+
+    from service.serving import install
+
+    install()
+    request = type("Req", (), {"method": method, "version": (1, 1), "headers": [], "should_close": lambda s: False})()
+    sock = _Recorder()
+    response = wsgi.Response(request, sock, Config())
+    return response, sock
+
+
+def test_a_response_goes_out_in_one_write_with_its_header():
+    response, sock = _response()
+    response.start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "7")])
+    response.write(b'{"a":1}')
+    response.close()
+    assert len(sock.writes) == 1
+    assert sock.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and sock.writes[0].endswith(b'\r\n\r\n{"a":1}')
+
+
+def test_an_empty_response_still_sends_its_header_on_close():
+    response, sock = _response()
+    response.start_response("204 No Content", [])
+    response.close()
+    assert len(sock.writes) == 1 and sock.writes[0].startswith(b"HTTP/1.1 204")

@@ -1,0 +1,62 @@
+"""gunicorn: send a response's headers and its first body bytes in one write.
+
+gunicorn writes the status line and headers, then the body, in two writes. A worker killed between
+them leaves a proxy holding a 200 header with no body: it cannot retry (the header is already on its
+way to the client) and the client gets a truncated answer. Holding the header back until the first
+body write (or the end of the response) closes that window, so a crashed worker's requests fail
+cleanly and nginx retries them on another replica. Installed from deploy/gunicorn.conf.py; tested
+against the pinned gunicorn in tests/test_runtime.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OneWriteSocket:
+    """Wraps a response's socket: the first write (always the header) waits for the next one."""
+
+    __slots__ = ("_head", "_sock")
+
+    def __init__(self, sock: Any):
+        self._sock = sock
+        self._head: bytes | None = None  # None until the header arrives; b"" once sent
+
+    def sendall(self, data: bytes) -> None:
+        if self._head is None:
+            self._head = bytes(data)
+            return
+        if self._head:
+            data, self._head = self._head + bytes(data), b""
+        self._sock.sendall(data)
+
+    def flush(self) -> None:
+        if self._head:
+            self._sock.sendall(self._head)
+        self._head = b""
+
+    def sendfile(self, *args: Any, **kwargs: Any) -> Any:
+        self.flush()
+        return self._sock.sendfile(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def install() -> None:
+    from gunicorn.http import wsgi
+
+    if getattr(wsgi.Response, "_one_write", False):
+        return
+    original_init, original_close = wsgi.Response.__init__, wsgi.Response.close
+
+    def __init__(self: Any, req: Any, sock: Any, cfg: Any) -> None:
+        original_init(self, req, OneWriteSocket(sock), cfg)
+
+    def close(self: Any) -> None:
+        original_close(self)
+        self.sock.flush()  # a response with an empty body: the header goes out now
+
+    wsgi.Response.__init__ = __init__
+    wsgi.Response.close = close
+    wsgi.Response._one_write = True
