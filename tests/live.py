@@ -12,7 +12,8 @@ without credentials is allowed on loopback only) and runs deploy/gunicorn.conf.p
         outcomes = load.join()
 
 Leaving the ExitStack stops nginx and every replica still running (SIGTERM, bounded wait, then SIGKILL
-of the process group) and fails the test if a replica did not exit with 0 after SIGTERM.
+of the process group) and fails the test if a replica did not exit with 0 after SIGTERM. One replica
+alone, stopped the same way: `with running(tmp_path, {"WEB_CONCURRENCY": "2"}) as server: ...`.
 """
 
 from __future__ import annotations
@@ -260,9 +261,13 @@ class Replica:
         assert code == 0, f"{self.name} exited with {code} after SIGTERM; log:\n{self.log_text()[-4000:]}"
 
 
-def replica_env(port: int, directory: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+def replica_env(
+    port: int, directory: Path, overrides: dict[str, str] | None = None, clean_env: bool = False
+) -> dict[str, str]:
+    """The environment of a replica: this one's (without any TRIAGE_* setting if clean_env), then ours."""
+    inherited = {k: v for k, v in os.environ.items() if not (clean_env and k.startswith("TRIAGE_"))}
     env = {
-        **os.environ,
+        **inherited,
         "BIND": f"{LOOPBACK}:{port}",
         "TRIAGE_API_OPEN": "true",  # /v1 without credentials: loopback only
         "PROMETHEUS_MULTIPROC_DIR": str(directory / "prometheus"),  # one per replica, never shared
@@ -273,12 +278,23 @@ def replica_env(port: int, directory: Path, overrides: dict[str, str] | None = N
     return env
 
 
-def spawn_replica(directory: Path, name: str, overrides: dict[str, str] | None = None) -> Replica:
-    """Start gunicorn (not waiting for it); logs to directory/<name>.log."""
+def spawn_replica(
+    directory: Path,
+    name: str,
+    overrides: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    clean_env: bool = False,
+) -> Replica:
+    """Start gunicorn (not waiting for it); logs to directory/<name>.log.
+
+    port: one chosen beforehand with free_port() (when a setting must name the server's own URL);
+    clean_env: see replica_env.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "prometheus").mkdir(exist_ok=True)
-    port = free_port()
-    env = replica_env(port, directory, overrides)
+    port = port or free_port()
+    env = replica_env(port, directory, overrides, clean_env)
     log_path = directory / f"{name}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -321,6 +337,29 @@ def wait_ready(replica: Replica, timeout: float = START_TIMEOUT) -> None:
 
 class _GaveUp(Exception):
     pass
+
+
+@contextlib.contextmanager
+def running(
+    directory: Path,
+    overrides: dict[str, str] | None = None,
+    name: str = "gunicorn",
+    *,
+    port: int | None = None,
+    clean_env: bool = False,
+) -> Iterator[Replica]:
+    """One replica, ready on entry (killed if it never gets ready); stopped on exit with ensure_stopped,
+    which fails unless SIGTERM gave exit code 0. port and clean_env: see spawn_replica."""
+    replica = spawn_replica(directory, name, overrides, port=port, clean_env=clean_env)
+    try:
+        wait_ready(replica)
+    except BaseException:
+        replica.kill_group()
+        raise
+    try:
+        yield replica
+    finally:
+        replica.ensure_stopped()
 
 
 def start_replicas(
@@ -681,11 +720,21 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         response.close()
 
 
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every line that starts with "{" parsed as JSON (other lines, e.g. tracebacks, skipped)."""
+def json_lines(text: str, strict: bool = False) -> list[dict[str, Any]]:
+    """Every line that starts with "{" parsed as JSON (other lines, e.g. tracebacks, skipped).
+
+    strict: such a line that is not valid JSON fails the test instead of being skipped (one that is
+    valid is an object: it starts with "{").
+    """
     events = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError as exc:
+            if strict:
+                pytest.fail(f"log line {number} is not valid JSON ({exc}): {line[:200]}")
+            continue
+        events.append(event)
     return events

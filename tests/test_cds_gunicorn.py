@@ -4,12 +4,9 @@ nothing a call says about the patient, and neither the client JWT nor the FHIR t
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,50 +14,33 @@ import requests
 
 from tests.fhir_cases import bundle, hook_call, observation, observations_for
 from tests.fhir_stub import FhirStub
-from tests.jwt_helpers import make_es384_key, mint
+from tests.jwt_helpers import SigningKey, make_es384_key, mint
+from tests.live import LOOPBACK, Replica, free_port, json_lines, running
 from tests.scenarios import exam
-from tests.test_gunicorn import ROOT, STOP_TIMEOUT, TIMEOUT, Server, _free_port, _wait_ready, json_lines
 
 ISSUER = "https://ehr.test.invalid/"
 SERVICE = "/cds-services/leg-raise-triage"
+TIMEOUT = 5  # seconds, for every request once the server is up
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Replica, SigningKey, FhirStub]]:
     """gunicorn (production config) trusting one ES384 issuer and allowed to read one stub FHIR server."""
     folder: Path = tmp_path_factory.mktemp("cds")
     key = make_es384_key("k1")
     (folder / "jwks.json").write_text(json.dumps({"keys": [key.public_jwk()]}))
     (folder / "trust.yaml").write_text(f"issuers:\n  - iss: {ISSUER}\n    jwks_file: jwks.json\n")
-    stub = FhirStub()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "TRIAGE_CDS_TRUST_FILE": str(folder / "trust.yaml"),
-        "TRIAGE_PUBLIC_BASE_URL": url,
-        "TRIAGE_CDS_FHIR_HOSTS": stub.host,
-        "TRIAGE_CDS_FHIR_ALLOW_HTTP": "true",
-    }
-    log_path = folder / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Server(url=url, log_path=log_path, process=process)
-    try:
-        _wait_ready(server)
-        yield server, key, stub
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-        stub.close()
+    port = free_port()  # chosen first: the server's own URL is one of its settings
+    with FhirStub() as stub:
+        env = {
+            "WEB_CONCURRENCY": "2",
+            "TRIAGE_CDS_TRUST_FILE": str(folder / "trust.yaml"),
+            "TRIAGE_PUBLIC_BASE_URL": f"http://{LOOPBACK}:{port}",
+            "TRIAGE_CDS_FHIR_HOSTS": stub.host,
+            "TRIAGE_CDS_FHIR_ALLOW_HTTP": "true",
+        }
+        with running(folder, env, port=port) as server:
+            yield server, key, stub
 
 
 def test_cds_calls_keep_patient_data_and_tokens_out_of_the_log(stack):
@@ -141,7 +121,7 @@ def test_cds_calls_keep_patient_data_and_tokens_out_of_the_log(stack):
     deadline = time.monotonic() + 5
     while True:
         text = server.log_text()
-        events = json_lines(text)
+        events = json_lines(text, strict=True)
         logged = {e.get("request_id") for e in events if e.get("event") == "request"}
         if len(logged & {f"cds-canary-{i}" for i in range(1, len(tokens) + 1)}) == len(tokens):
             break

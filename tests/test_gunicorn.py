@@ -3,103 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
+from tests.live import Replica, json_lines, running
+
 TIMEOUT = 5  # seconds, for every request once the server is up
 
 
-@dataclass
-class Server:
-    url: str
-    log_path: Path
-    process: subprocess.Popen
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    delay = 0.1
-    last_error = "no attempt"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            last_error = f"gunicorn exited with code {server.process.returncode}"
-            break
-        try:
-            response = requests.get(f"{server.url}/readyz", timeout=2)
-            if response.status_code == 200:
-                return
-            last_error = f"/readyz answered {response.status_code}"
-        except requests.RequestException as exc:
-            last_error = type(exc).__name__
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-    pytest.fail(f"gunicorn not ready within {START_TIMEOUT:.0f} s ({last_error}); log:\n{server.log_text()}")
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Any:
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    port = _free_port()
-    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "TRIAGE_API_OPEN": "true"}
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    running = Server(url=f"http://127.0.0.1:{port}", log_path=log_path, process=process)
-    try:
-        _wait_ready(running)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-        raise
-
-    yield running
-
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-        pytest.fail(f"gunicorn did not stop within {STOP_TIMEOUT:.0f} s of SIGTERM; log:\n{running.log_text()}")
-    assert code == 0, f"gunicorn exited with {code} after SIGTERM; log:\n{running.log_text()}"
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every line that looks like JSON must be a JSON object."""
-    events = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith("{"):
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError as exc:
-                pytest.fail(f"log line {number} is not valid JSON ({exc}): {line[:200]}")
-            assert isinstance(event, dict), line[:200]
-            events.append(event)
-    return events
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    with running(tmp_path_factory.mktemp("gunicorn"), {"WEB_CONCURRENCY": "2"}) as replica:
+        yield replica
 
 
 def keys_anywhere(node: Any) -> set[str]:
@@ -187,7 +107,7 @@ def test_no_request_content_reaches_the_log(server):
     deadline = time.monotonic() + 5  # the workers flush each line; allow for slow disks
     while True:
         text = server.log_text()
-        events = json_lines(text)
+        events = json_lines(text, strict=True)
         logged_ids = {e.get("request_id") for e in events if e.get("event") == "request"}
         if set(tagged) <= logged_ids or time.monotonic() > deadline:
             break
@@ -230,7 +150,7 @@ def test_decision_log_records_the_triage_level(server):
     while True:
         decisions = [
             e
-            for e in json_lines(server.log_text())
+            for e in json_lines(server.log_text(), strict=True)
             if e.get("event") == "triage_decision" and e.get("request_id") == request_id
         ]
         if decisions or time.monotonic() > deadline:

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
+from tests.live import LOOPBACK as HOST
+from tests.live import ROOT, Replica, json_lines, running
+
 IO_TIMEOUT = 10.0  # every socket operation once the server is up
 WORKERS = 2
 PROBLEM = "application/problem+json"
@@ -57,36 +51,25 @@ VALID_CDS_CALL = {
 
 
 # --- the server ----------------------------------------------------------------------------------
-@dataclass
-class Server:
-    port: int
-    process: subprocess.Popen
-    log_path: Path
-    workers: list[int]  # worker pids right after start-up
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("needs /proc to watch gunicorn's workers")
+    env = {
+        "WEB_CONCURRENCY": str(WORKERS),
+        "TRIAGE_CDS_AUTH_DISABLED": "true",  # JWT refusals are tested in test_cds_trust.py / test_cds_gunicorn.py
+        "GUNICORN_MAX_REQUESTS": "0",  # no planned recycling: a new worker pid can only mean a dead worker
+        "LOG_LEVEL": "WARNING",
+    }
+    # clean_env: no inherited TRIAGE_* setting; /v1 is open without credentials (loopback only, see live.py)
+    with running(tmp_path_factory.mktemp("gunicorn-hostile"), env, clean_env=True) as replica:
+        yield replica
 
 
-def _children(pid: int) -> list[int]:
-    """Pids whose parent is pid, from /proc (gunicorn's workers are the master's only children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
+@pytest.fixture(scope="module", autouse=True)
+def startup_workers(server: Replica) -> list[int]:
+    """Worker pids right after start-up, before the first test of this module (autouse)."""
+    return server.wait_workers(WORKERS)
 
 
 def _livez_status(port: int) -> int | None:
@@ -94,58 +77,6 @@ def _livez_status(port: int) -> int | None:
         return exchange(port, request_bytes("GET", "/livez"), timeout=2).status
     except OSError:
         return None
-
-
-def _start(port: int, log_path: Path) -> subprocess.Popen:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIAGE_")}
-    env.update(
-        BIND=f"{HOST}:{port}",
-        WEB_CONCURRENCY=str(WORKERS),
-        TRIAGE_API_OPEN="true",  # /v1 without credentials: loopback only (access control is tested elsewhere)
-        TRIAGE_CDS_AUTH_DISABLED="true",  # JWT refusals are tested in test_cds_trust.py / test_cds_gunicorn.py
-        GUNICORN_MAX_REQUESTS="0",  # no planned recycling: a new worker pid can only mean a dead worker
-        LOG_LEVEL="WARNING",
-    )
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-    with log_path.open("wb") as log_file:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        if _livez_status(server.port) == 200 and len(_children(server.process.pid)) == WORKERS:
-            server.workers = _children(server.process.pid)
-            return
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn not ready with {WORKERS} workers within {START_TIMEOUT:.0f} s; log:\n{server.log_text()}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if not Path("/proc/self/stat").is_file():
-        pytest.skip("needs /proc to watch gunicorn's workers")
-    log_path = tmp_path_factory.mktemp("gunicorn-hostile") / "gunicorn.log"
-    port = _free_port()
-    running = Server(port=port, process=_start(port, log_path), log_path=log_path, workers=[])
-    try:
-        _wait_ready(running)
-    except BaseException:
-        running.process.kill()
-        running.process.wait(timeout=STOP_TIMEOUT)
-        raise
-    yield running
-    if running.process.poll() is None:
-        running.process.send_signal(signal.SIGTERM)
-    try:
-        code = running.process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        running.process.kill()
-        running.process.wait(timeout=STOP_TIMEOUT)
-        pytest.fail(f"gunicorn did not stop within {STOP_TIMEOUT:.0f} s of SIGTERM; log:\n{running.log_text()}")
-    assert code == 0, f"gunicorn exited with {code} after SIGTERM; log:\n{running.log_text()}"
 
 
 # --- raw HTTP ------------------------------------------------------------------------------------
@@ -200,11 +131,11 @@ def exchange(
             response.close()
 
 
-def send(server: Server, method: str, target: str, body: bytes | None = None, **kwargs: Any) -> Reply:
+def send(server: Replica, method: str, target: str, body: bytes | None = None, **kwargs: Any) -> Reply:
     return exchange(server.port, request_bytes(method, target, body, **kwargs), method=method)
 
 
-def post_json(server: Server, target: str, body: bytes, content_type: str | None = JSON) -> Reply:
+def post_json(server: Replica, target: str, body: bytes, content_type: str | None = JSON) -> Reply:
     return send(server, "POST", target, body, content_type=content_type)
 
 
@@ -517,10 +448,10 @@ def test_valid_requests_still_answer(server, triage):
     assert feedback.status == 200, feedback.body[:500]
 
 
-def test_no_worker_died_and_nothing_was_logged_as_an_error(server):
+def test_no_worker_died_and_nothing_was_logged_as_an_error(server, startup_workers):
     assert server.process.poll() is None, f"gunicorn exited; log:\n{server.log_text()}"
-    assert _children(server.process.pid) == server.workers, f"a worker was replaced; log:\n{server.log_text()}"
-    events = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    assert server.worker_pids() == startup_workers, f"a worker was replaced; log:\n{server.log_text()}"
+    events = json_lines(server.log_text(), strict=True)
     errors = [e for e in events if e.get("level") in ("error", "critical")]
     assert not errors, errors[:5]
     assert "Traceback" not in server.log_text()

@@ -4,55 +4,25 @@ workers, and a bounded soak at steady concurrency (memory flat, no errors). Loop
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.access import key_hash
+from tests.live import GUNICORN_COMMAND, LOOPBACK, ROOT, free_port, running
 from tests.scenarios import exam
 from tests.test_clinical_rules import CASES
-from tests.test_gunicorn import ROOT, STOP_TIMEOUT, TIMEOUT, Server, _free_port, _wait_ready
 
 SOAK_SECONDS = 45
 SOAK_THREADS = 4
 RSS_GROWTH_LIMIT_KIB = 24 * 1024  # per worker, after warm-up
-
-
-@contextmanager
-def gunicorn(tmp_path: Path, **env: str) -> Iterator[Server]:
-    port = _free_port()
-    log_path = tmp_path / f"gunicorn-{port}.log"
-    full_env = {**os.environ, "BIND": f"127.0.0.1:{port}", **env}
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Server(url=f"http://127.0.0.1:{port}", log_path=log_path, process=process)
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def _workers(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
+TIMEOUT = 5  # seconds, for every request once the server is up
 
 
 def _rss_kib(pid: int) -> int:
@@ -72,11 +42,10 @@ def _samples(text: str, name: str) -> dict[tuple, float]:
 
 
 def test_binding_beyond_loopback_without_credentials_refuses_to_start():
-    env = {**os.environ, "BIND": f"0.0.0.0:{_free_port()}", "TRIAGE_API_OPEN": "true"}
+    env = {**os.environ, "BIND": f"0.0.0.0:{free_port()}", "TRIAGE_API_OPEN": "true"}
     env.pop("TRIAGE_API_KEYS_FILE", None)
     env.pop("TRIAGE_API_JWT_TRUST_FILE", None)
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "refusing to start" in done.stderr
 
@@ -84,7 +53,8 @@ def test_binding_beyond_loopback_without_credentials_refuses_to_start():
 def test_api_keys_under_gunicorn(tmp_path):
     keys = tmp_path / "keys.yaml"
     keys.write_text(f"keys:\n  - id: ops-1\n    sha256: {key_hash('s3cret-key-1')}\n    scopes: [triage]\n")
-    with gunicorn(tmp_path, TRIAGE_API_KEYS_FILE=str(keys)) as server:
+    # live.py opens /v1 on loopback unless told otherwise; here the keys file alone decides
+    with running(tmp_path, {"TRIAGE_API_OPEN": "false", "TRIAGE_API_KEYS_FILE": str(keys)}) as server:
         body = {"findings": {"bladder": "retention"}}
         refused = requests.post(f"{server.url}/v1/triage", json=body, timeout=TIMEOUT)
         assert refused.status_code == 401
@@ -99,7 +69,7 @@ def test_api_keys_under_gunicorn(tmp_path):
 
 
 def test_metrics_are_summed_across_workers(tmp_path):
-    with gunicorn(tmp_path, TRIAGE_API_OPEN="true", WEB_CONCURRENCY="2") as server:
+    with running(tmp_path, {"WEB_CONCURRENCY": "2"}) as server:
         calls = 40
         for i in range(calls):  # a new connection each time, so both workers take some
             with requests.Session() as session:
@@ -117,10 +87,10 @@ def test_metrics_are_summed_across_workers(tmp_path):
 
 def test_soak_memory_stays_flat_and_nothing_fails(tmp_path):
     """About a minute at steady concurrency; worker recycling off so a leak would show."""
-    env = {"TRIAGE_API_OPEN": "true", "WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0", "LOG_LEVEL": "WARNING"}
+    env = {"WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0", "LOG_LEVEL": "WARNING"}
     bodies = [{"findings": exam(case.changes)} for case in CASES]
-    with gunicorn(tmp_path, **env) as server:
-        workers = _workers(server.process.pid)
+    with running(tmp_path, env) as server:
+        workers = server.worker_pids()
         assert len(workers) == 2
         stop = threading.Event()
         counts = {"ok": 0, "failed": 0}
@@ -151,7 +121,7 @@ def test_soak_memory_stays_flat_and_nothing_fails(tmp_path):
             stop.set()
             for thread in threads:
                 thread.join(timeout=15)
-        assert _workers(server.process.pid) == workers, "a worker was replaced during the soak"
+        assert server.worker_pids() == workers, "a worker was replaced during the soak"
     assert counts["failed"] == 0
     assert counts["ok"] > SOAK_SECONDS * 20, counts  # the load really ran
     growth = {pid: after[pid] - before[pid] for pid in workers}
@@ -166,10 +136,9 @@ def test_gunicorn_own_errors_do_not_quote_the_request(tmp_path):
         f"GET /v1/knowledge?mrn={canary} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
         f"GE\x01T /{canary} HTTP/1.1\r\nHost: x\r\n\r\n",
     ]
-    with gunicorn(tmp_path, TRIAGE_API_OPEN="true", WEB_CONCURRENCY="1") as server:
-        host, port = server.url.removeprefix("http://").split(":")
+    with running(tmp_path, {"WEB_CONCURRENCY": "1"}) as server:
         for raw in bad_requests:
-            with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
+            with socket.create_connection((LOOPBACK, server.port), timeout=TIMEOUT) as conn:
                 conn.sendall(raw.encode("latin-1"))
                 answer = conn.recv(4096)
             assert answer.startswith(b"HTTP/1.1 400"), answer[:80]

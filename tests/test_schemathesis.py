@@ -6,15 +6,7 @@ deterministic. One test per operation: a failure shows schemathesis' report with
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +16,8 @@ import yaml
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
-REQUEST_TIMEOUT = 10.0
+from tests.live import REQUEST_TIMEOUT, ROOT, json_lines, running
+
 MAX_EXAMPLES = 40
 SERVICE_ID = "leg-raise-triage"  # the one CDS service (service/cds/services.py)
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -79,74 +69,14 @@ schema = schemathesis.openapi.from_dict(_spec_as_served(), config=CONFIG)
 
 
 # --- a real gunicorn with the production config on loopback ------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _log(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    last_error = "no attempt"
-    with requests.Session() as probe:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                last_error = f"gunicorn exited with code {process.returncode}"
-                break
-            try:
-                response = probe.get(f"{url}/readyz", timeout=2)
-                if response.status_code == 200:
-                    return
-                last_error = f"/readyz answered {response.status_code}"
-            except requests.RequestException as exc:
-                last_error = type(exc).__name__
-            time.sleep(0.2)
-    pytest.fail(f"gunicorn not ready within {START_TIMEOUT:.0f} s ({last_error}); log:\n{_log(log_path)}")
-
-
-def _stop(process: subprocess.Popen, log_path: Path) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-        pytest.fail(f"gunicorn did not stop within {STOP_TIMEOUT:.0f} s of SIGTERM; log:\n{_log(log_path)}")
-
-
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = tmp_path_factory.mktemp("gunicorn-schemathesis") / "gunicorn.log"
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIAGE_")}
-    env.update(
-        BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="2",
-        TRIAGE_API_OPEN="true",  # /v1 without credentials: loopback only
-        TRIAGE_CDS_AUTH_DISABLED="true",
-        LOG_LEVEL="WARNING",
-    )
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, log_path)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-        raise
-    yield url
-    code = _stop(process, log_path)
-    assert code == 0, f"gunicorn exited with {code} after SIGTERM; log:\n{_log(log_path)}"
-    events = [json.loads(line) for line in _log(log_path).splitlines() if line.startswith("{")]
-    errors = [e for e in events if e.get("level") in ("error", "critical")]  # a 500, a dead worker
-    assert not errors, f"the server logged errors: {errors[:5]}"
+    env = {"WEB_CONCURRENCY": "2", "TRIAGE_CDS_AUTH_DISABLED": "true", "LOG_LEVEL": "WARNING"}
+    # clean_env: no inherited TRIAGE_* setting; /v1 is open without credentials (loopback only, see live.py)
+    with running(tmp_path_factory.mktemp("gunicorn-schemathesis"), env, clean_env=True) as server:
+        yield server.url
+    errors = [e for e in json_lines(server.log_text(), strict=True) if e.get("level") in ("error", "critical")]
+    assert not errors, f"the server logged errors: {errors[:5]}"  # a 500, a dead worker
 
 
 @pytest.fixture(scope="module")
