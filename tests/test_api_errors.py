@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.triage import PAIN_LOCATIONS
+from tests.bad_json import BAD_JSON
 
 PROBLEM = "application/problem+json"
 JSON = {"Content-Type": "application/json"}
@@ -45,22 +46,7 @@ def post_raw(client, data: bytes, headers: dict[str, str] | None = None):
 
 
 # --- 400: the body is not one unambiguous JSON document ------------------------------------------
-@pytest.mark.parametrize(
-    ("data", "reason"),
-    [
-        pytest.param(b'{"findings": {bladder: retention}}', "malformed JSON", id="malformed"),
-        pytest.param(b'{"findings": {"bladder": "retention"', "malformed JSON", id="truncated"),
-        pytest.param(b'{"findings": {"bladder": "retention"}} trailing', "malformed JSON", id="trailing-garbage"),
-        pytest.param(b'{"findings": {"bladder": "\xff\xfe"}}', "not valid UTF-8", id="invalid-utf8"),
-        pytest.param(b'{"findings": {}, "patient": {"age": NaN}}', "NaN and Infinity", id="nan"),
-        pytest.param(b'{"findings": {"pain": {"severity": Infinity}}}', "NaN and Infinity", id="infinity"),
-        pytest.param(b'{"findings": {"pain": {"severity": -Infinity}}}', "NaN and Infinity", id="minus-infinity"),
-        pytest.param(b"[" * 50000, "nesting too deep", id="deep-array"),
-        pytest.param(b'{"a":' * 12000, "nesting too deep", id="deep-object"),
-        pytest.param(b"", "empty body", id="empty"),
-        pytest.param(b"  \r\n\t ", "empty body", id="whitespace-only"),
-    ],
-)
+@pytest.mark.parametrize(("data", "reason"), BAD_JSON)
 def test_400_invalid_json(client, data, reason):
     body = assert_problem(post_raw(client, data), 400)
     assert reason in body["detail"]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.bad_json import BAD_JSON
 from tests.live import LOOPBACK as HOST
 from tests.live import ROOT, Replica, json_lines, running
 
@@ -183,23 +184,6 @@ def nested_object(depth: int) -> bytes:
     return b'{"a":' * depth + b"0" + b"}" * depth
 
 
-BAD_JSON = [
-    pytest.param(b'{"findings": {bladder: retention}}', "malformed JSON", id="malformed"),
-    pytest.param(b'{"findings": {"bladder": "retention"', "malformed JSON", id="truncated"),
-    pytest.param(b'{"findings": {}} {"findings": {}}', "malformed JSON", id="two-documents"),
-    pytest.param(b'\xef\xbb\xbf{"findings": {}}', "malformed JSON", id="utf8-bom"),
-    pytest.param(b'{"findings": {"bladder": "\xff\xfe"}}', "not valid UTF-8", id="invalid-utf8"),
-    pytest.param(b'{"findings": {"bladder": "\xed\xa0\x80"}}', "not valid UTF-8", id="utf8-encoded-surrogate"),
-    pytest.param('{"findings": {}}'.encode("utf-16"), "not valid UTF-8", id="utf16"),
-    pytest.param(b'{"findings": {}, "patient": {"age": NaN}}', "NaN and Infinity", id="nan"),
-    pytest.param(b'{"findings": {"pain": {"severity": Infinity}}}', "NaN and Infinity", id="infinity"),
-    pytest.param(b'{"findings": {"pain": {"severity": -Infinity}}}', "NaN and Infinity", id="minus-infinity"),
-    pytest.param(b'{"findings": {}, "findings": {"bladder": "retention"}}', "duplicate", id="duplicate-top-level"),
-    pytest.param(b'{"findings": {"bladder": "retention", "bladder": "normal"}}', "duplicate", id="duplicate-nested"),
-    pytest.param(b'{"findings": {"pain": {"severity": 1' + b"0" * 5000 + b"}}}", "number too long", id="int-5000"),
-    pytest.param(b"", "empty body", id="empty"),
-    pytest.param(b" \r\n\t ", "empty body", id="whitespace"),
-]
 DEEP = [
     # 60000 brackets and 13000 {"a": levels still fit in 64 KiB: the parser's depth guard answers
     pytest.param(TRIAGE, nested_array(60_000)[:60_000], id="v1-array-60k-deep"),
