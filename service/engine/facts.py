@@ -28,11 +28,11 @@ def build_facts(request: dict[str, Any], findings: dict[str, Finding]) -> Facts:
             facts[path] = frozenset(value)
         else:
             facts[path] = value
-    facts[SENSATION_AREAS] = _sensation_areas(facts.get(SENSATION_STATUS), facts.get(SENSATION_AREAS))
+    facts[SENSATION_AREAS] = sensation_areas(facts.get(SENSATION_STATUS), facts.get(SENSATION_AREAS))
     return facts
 
 
-def _sensation_areas(status: str | None, areas: frozenset | PartialSet | None) -> frozenset | PartialSet | None:
+def sensation_areas(status: str | None, areas: frozenset | PartialSet | None) -> frozenset | PartialSet | None:
     # The areas list says where sensation is abnormal. With normal sensation there are none;
     # with abnormal or unknown sensation, an empty or missing list means "not yet known where".
     if status == "normal":

@@ -3,91 +3,132 @@
 The level is the most urgent level that any fired rule sets (the baseline rule always fires).
 A rule whose condition is unknown could still fire: if it would raise the level, its unknown
 findings become the questions still to ask and the answer is provisional.
+
+Which rules need judging comes from the compiled plan (service/engine/plan.py); the answer is
+assembled from precomputed pieces, and its citation locators are shared with the plan (read-only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from service.engine.facts import build_facts
-from service.engine.logic import Facts, Outcome, PartialSet
-from service.engine.model import Citation, KnowledgeBase, Rule
+from service.engine.frozen import freeze
+from service.engine.logic import Facts, PartialSet
+from service.engine.model import KnowledgeBase
+from service.engine.plan import Plan, RulePlan, Verdict, judge, locators, plan_for, scan
 
 DISCLAIMER = (
     "Decision support for clinicians. It does not diagnose; the treating clinician decides. "
     "Fitness sources are marked by their authority and never raise the level on their own."
 )
 
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    rule: Rule
-    outcome: Outcome
+Judged = list[tuple[RulePlan, Verdict]]
 
 
 def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     """Evaluate validated request data; returns the response body as plain data."""
-    facts = build_facts(request, kb.findings)
-    results = [_Result(rule, rule.when.check(facts)) for rule in kb.rules]
-    fired = [r for r in results if r.outcome.truth]
-    rank = min(kb.levels[r.rule.level].rank for r in fired if r.rule.level)
-    level = kb.level_by_rank(rank)
-    setters = [r.rule for r in fired if r.rule.level == level.id]
-    missing = _missing(kb, results, rank)
+    plan = plan_for(kb)
+    seen = scan(plan, request)
+    facts = seen.facts
+    judged = judge(plan, seen)
+    fired = [(rp, out) for rp, out in judged if out[0]]
+    rank = min([rp.rank for rp, _ in fired if rp.rank is not None])
+    level = plan.level_at[rank]
+    conclusions = _conclusions(kb, plan, fired, rank)
+    missing = _missing(kb, plan, judged, rank)
     return {
         "triage": {
             "level": level.id,
             "label": level.label,
             "action": level.action,
             "provisional": bool(missing),
-            "rules": [r.id for r in setters],
-            "citations": _citations(c for r in setters for c in r.citations),
+            "rules": conclusions.setters,
+            "citations": conclusions.citations,
         },
-        "causes": _causes(kb, fired),
-        "referrals": _referrals(kb, level.id, setters, fired),
-        "advice": _advice(kb, rank, fired),
+        "causes": conclusions.causes,
+        "referrals": conclusions.referrals,
+        "advice": conclusions.advice,
         "missing": missing,
-        "trace": [_trace(r, facts) for r in fired],
+        "trace": [_trace(rp, out, facts) for rp, out in fired],
         "knowledge": {"version": kb.version, "sha256": kb.sha256},
         "disclaimer": DISCLAIMER,
     }
 
 
-def _citations(citations: Iterable[Citation]) -> list[dict[str, Any]]:
-    unique = dict.fromkeys(citations)
-    return [c.locator() for c in unique]
+class Conclusions(NamedTuple):
+    """What follows from a set of fired rules alone, whoever the patient: read-only, shared."""
+
+    setters: list[str]
+    citations: list[dict[str, Any]]
+    causes: list[dict[str, Any]]
+    referrals: list[dict[str, Any]]
+    advice: list[dict[str, Any]]
 
 
-def _causes(kb: KnowledgeBase, fired: list[_Result]) -> list[dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for res in fired:
-        for cause_id, weight in res.rule.causes:
-            entry = found.setdefault(cause_id, {"score": 0, "for": [], "against": [], "rules": [], "suggested": False})
-            entry["score"] += weight
-            entry["suggested"] |= weight > 0
-            entry["for" if weight > 0 else "against"] += res.outcome.matched
-            entry["rules"].append(res.rule)
-    order = list(kb.causes)
-    # Only causes some finding speaks for are listed; evidence against lowers their rank.
-    ranked = sorted(
-        (cid for cid, e in found.items() if e["suggested"]), key=lambda cid: (-found[cid]["score"], order.index(cid))
+CONCLUSIONS_KEPT = 1024  # distinct sets of fired rules remembered per knowledge base (a few MB at most)
+
+
+def _conclusions(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> Conclusions:
+    # The rules that fired and what each matched decide level, causes, referrals and advice, so
+    # patients who fire the same rules share them. Remembering them is the biggest single saving
+    # per call; the table is bounded and emptied when full.
+    key = tuple([(rp.position, out[1]) for rp, out in fired])
+    found = plan.conclusions.get(key)
+    if found is None:
+        found = conclude(kb, plan, fired, rank)
+        if len(plan.conclusions) >= CONCLUSIONS_KEPT:
+            plan.conclusions.clear()
+        plan.conclusions[key] = found
+    return found
+
+
+def conclude(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> Conclusions:
+    """Level-setting rules, citations, causes, referrals and advice for a set of fired rules."""
+    setters = [rp for rp, _ in fired if rp.rank == rank]
+    level = plan.level_at[rank]
+    return Conclusions(
+        freeze([rp.rule.id for rp in setters]),
+        locators(plan, [c for rp in setters for c in rp.citations]),
+        freeze(_causes(kb, plan, fired)),
+        freeze(_referrals(kb, plan, level.id, setters, fired)),
+        freeze(_advice(kb, plan, rank, fired)),
     )
+
+
+def _causes(kb: KnowledgeBase, plan: Plan, fired: Judged) -> list[dict[str, Any]]:
+    # cause id -> [score, evidence for, evidence against, rules, suggested]
+    found: dict[str, list[Any]] = {}
+    for rp, out in fired:
+        for cause_id, weight in rp.rule.causes:
+            entry = found.get(cause_id)
+            if entry is None:
+                entry = found[cause_id] = [0, [], [], [], False]
+            entry[0] += weight
+            if weight > 0:
+                entry[1] += out[1]
+                entry[4] = True
+            else:
+                entry[2] += out[1]
+            entry[3].append(rp)
+    # Only causes some finding speaks for are listed; evidence against lowers their rank.
+    order = plan.cause_order
+    ranked = sorted((cid for cid, e in found.items() if e[4]), key=lambda c: (-found[c][0], order[c]))
     out = []
     for cid in ranked:
-        entry, cause = found[cid], kb.causes[cid]
+        score, evidence_for, evidence_against, rules, _ = found[cid]
+        cause = kb.causes[cid]
+        cited = [*plan.cause_citations[cid], *(c for rp in rules for c in rp.citations)]
         out.append(
             {
                 "id": cid,
                 "name": cause.name,
                 "about": cause.about,
-                "strength": _strength(entry["score"]),
-                "score": entry["score"],
-                "supporting": list(dict.fromkeys(entry["for"])),
-                "conflicting": list(dict.fromkeys(entry["against"])),
-                "rules": [r.id for r in entry["rules"]],
-                "citations": _citations([*cause.citations, *(c for r in entry["rules"] for c in r.citations)]),
+                "strength": _strength(score),
+                "score": score,
+                "supporting": list(dict.fromkeys(evidence_for)),
+                "conflicting": list(dict.fromkeys(evidence_against)),
+                "rules": [rp.rule.id for rp in rules],
+                "citations": locators(plan, cited),
             }
         )
     return out
@@ -99,78 +140,81 @@ def _strength(score: int) -> str:
     return "moderate" if score >= 2 else "weak"
 
 
-def _referrals(kb: KnowledgeBase, level: str, setters: list[Rule], fired: list[_Result]) -> list[dict[str, Any]]:
-    wanted: list[tuple[str, str, tuple[str, ...], Rule]] = [
-        (kb.levels[level].referral, level, (), rule) for rule in setters
+def _referrals(kb: KnowledgeBase, plan: Plan, level: str, setters: list[RulePlan], fired: Judged) -> list[dict]:
+    urgency = plan.urgency_order
+    target = kb.levels[level].referral
+    # to -> [urgency, tests, rule ids, citation ids]
+    merged: dict[str, list[Any]] = {target: [level, [], [], []]} if setters else {}
+    for rp in setters:
+        entry = merged[target]
+        entry[2].append(rp.rule.id)
+        entry[3] += rp.citations
+    for rp, _ in fired:
+        for ref in rp.rule.referrals:
+            entry = merged.get(ref.to)
+            if entry is None:
+                entry = merged[ref.to] = [ref.urgency, [], [], []]
+            elif urgency[ref.urgency] < urgency[entry[0]]:
+                entry[0] = ref.urgency
+            entry[1] += ref.tests
+            entry[2].append(rp.rule.id)
+            entry[3] += rp.citations
+    targets = plan.target_order
+    tests = plan.test_order
+    return [
+        {
+            "to": to,
+            "urgency": entry[0],
+            "tests": sorted(set(entry[1]), key=tests.__getitem__),
+            "rules": list(dict.fromkeys(entry[2])),
+            "citations": locators(plan, entry[3]),
+        }
+        for to, entry in sorted(merged.items(), key=lambda item: (urgency[item[1][0]], targets[item[0]]))
     ]
-    wanted += [(ref.to, ref.urgency, ref.tests, res.rule) for res in fired for ref in res.rule.referrals]
-    merged: dict[str, dict[str, Any]] = {}
-    for to, urgency, tests, rule in wanted:
-        entry = merged.setdefault(to, {"to": to, "urgency": urgency, "tests": [], "rules": [], "cites": []})
-        if kb.urgencies.index(urgency) < kb.urgencies.index(entry["urgency"]):
-            entry["urgency"] = urgency
-        entry["tests"] += tests
-        entry["rules"].append(rule.id)
-        entry["cites"] += rule.citations
-    out = []
-    for entry in sorted(
-        merged.values(), key=lambda e: (kb.urgencies.index(e["urgency"]), kb.referral_targets.index(e["to"]))
-    ):
-        out.append(
-            {
-                "to": entry["to"],
-                "urgency": entry["urgency"],
-                "tests": [t for t in kb.tests if t in entry["tests"]],
-                "rules": list(dict.fromkeys(entry["rules"])),
-                "citations": _citations(entry["cites"]),
-            }
-        )
-    return out
 
 
-def _advice(kb: KnowledgeBase, rank: int, fired: list[_Result]) -> list[dict[str, Any]]:
+def _advice(kb: KnowledgeBase, plan: Plan, rank: int, fired: Judged) -> list[dict[str, Any]]:
     by_advice: dict[str, list[str]] = {}
-    for res in fired:
-        for aid in res.rule.advice:
-            by_advice.setdefault(aid, []).append(res.rule.id)
+    for rp, _ in fired:
+        for aid in rp.rule.advice:
+            by_advice.setdefault(aid, []).append(rp.rule.id)
+    if not by_advice:
+        return []
     out = []
     for aid, item in kb.advice.items():
         # Self-management advice is withheld when the patient must be seen more urgently.
-        if aid in by_advice and rank >= kb.levels[item.up_to].rank:
-            out.append({"id": aid, "text": item.text, "rules": by_advice[aid], "citations": _citations(item.citations)})
+        if aid in by_advice and rank >= plan.level_rank[item.up_to]:
+            cited = locators(plan, plan.advice_citations[aid])
+            out.append({"id": aid, "text": item.text, "rules": by_advice[aid], "citations": cited})
     return out
 
 
-def _missing(kb: KnowledgeBase, results: list[_Result], rank: int) -> list[dict[str, Any]]:
+def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[dict[str, Any]]:
     raises: dict[str, tuple[int, list[str]]] = {}
-    for res in results:
-        rule = res.rule
-        if res.outcome.truth is not None or not rule.level or kb.levels[rule.level].rank >= rank:
+    for rp, out in judged:
+        if out[0] is not None or rp.rank is None or rp.rank >= rank:
             continue
-        rule_rank = kb.levels[rule.level].rank
-        for path in res.outcome.open:
-            best, rules = raises.get(path, (rule_rank, []))
-            raises[path] = (min(best, rule_rank), [*rules, rule.id])
-    order = list(kb.findings)
-    out = []
-    for path in sorted(raises, key=lambda p: (raises[p][0], order.index(p))):
-        best, rules = raises[path]
-        out.append(
-            {
-                "field": path,
-                "question": kb.findings[path].question,
-                "could_raise_to": kb.level_by_rank(best).id,
-                "rules": rules,
-            }
-        )
-    return out
+        for path in out[2]:
+            best, rules = raises.get(path, (rp.rank, []))
+            rules.append(rp.rule.id)
+            raises[path] = (min(best, rp.rank), rules)
+    order = plan.finding_order
+    return [
+        {
+            "field": path,
+            "question": kb.findings[path].question,
+            "could_raise_to": plan.level_at[raises[path][0]].id,
+            "rules": raises[path][1],
+        }
+        for path in sorted(raises, key=lambda p: (raises[p][0], order[p]))
+    ]
 
 
-def _trace(res: _Result, facts: Facts) -> dict[str, Any]:
+def _trace(rp: RulePlan, out: Verdict, facts: Facts) -> dict[str, Any]:
     return {
-        "rule": res.rule.id,
-        "statement": res.rule.statement,
-        "matched": [{"field": path, "value": _plain(facts[path])} for path in res.outcome.matched],
+        "rule": rp.rule.id,
+        "statement": rp.rule.statement,
+        "matched": [{"field": path, "value": _plain(facts[path])} for path in out[1]],
     }
 
 

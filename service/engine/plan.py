@@ -1,0 +1,387 @@
+"""The knowledge base compiled for evaluation: rules found from the reported values by bit arithmetic.
+
+Checking every rule on every call costs time in proportion to the knowledge base, and most rules have
+nothing to do with a given patient. Conditions are monotone (no "not"), which the index relies on:
+
+- A rule's condition is a conjunction of groups: each part of its top-level `all` (nested `all`s
+  flattened) is a group, and a condition that is not an `all` is one group. A group can be true
+  only if one of its atoms is, so a rule can fire only when every group has a true atom. It can be
+  unknown only when every group has a true atom or reads an unknown fact.
+- Each group is one bit of a big integer. A rule's groups are adjacent bits, followed by one
+  spare bit that is always 0. Each fact value that makes an atom true (an enum or tri value, a set
+  member, an integer threshold) has a mask of the groups it covers. So does each fact, for when it
+  is unknown. A request ORs the masks of its values, and then the unknown facts' masks.
+- Adding a 1 at the lowest bit of every rule carries into the spare bit exactly when all of the
+  rule's group bits are 1. One addition and one AND therefore give every rule whose groups are all
+  covered, however many rules there are, in C-level integer arithmetic.
+
+So only rules that may be true, or unknown and able to raise the level, are judged. Each is still
+judged by its own three-valued check (logic.py, compiled to closures here). A set known only in part
+(from FHIR) bypasses the index, and every rule is checked. tests/test_engine_equivalence.py shows both
+paths give the answers of the original one-pass engine (tests/reference_engine.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from service.engine.facts import SENSATION_AREAS, SENSATION_STATUS, sensation_areas
+from service.engine.frozen import FrozenList, freeze
+from service.engine.logic import All, Any_, Atom, Condition, Facts, Outcome, PartialSet
+from service.engine.model import KnowledgeBase, Level, Rule
+
+# (truth, matched, open) as in logic.Outcome; a tuple, as the compiled checks return it.
+Verdict = tuple[bool | None, tuple[str, ...], tuple[str, ...]]
+Check = Callable[[Facts], Verdict]
+_FALSE: Verdict = (False, (), ())
+AT_LEAST = "at_least"  # (AT_LEAST, n) indexes an at_least atom: true for every value from n up
+
+
+@dataclass(frozen=True, slots=True)
+class RulePlan:
+    position: int  # in knowledge order: answers list rules in this order
+    rule: Rule
+    rank: int | None  # of the level it sets; None if it sets none
+    always: Verdict | None  # a rule that reads no fact has one verdict, worked out once
+    citations: tuple[str, ...]  # citation ids, first occurrence order
+    check: Check  # logic.py's three-valued check, compiled for facts without partial sets
+    when_all_true: Verdict | None  # a conjunction of atoms alone: its verdict once every atom is true
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The findings under one key of the request, read with one lookup for the block."""
+
+    keys: tuple[str, ...]  # path to the block
+    # (key, fact path, values meaning unknown, plain value -> mask of the groups it gives a true atom)
+    leaves: tuple[tuple[str, str, frozenset, dict[Any, int]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _MultiKey:
+    """A fact whose value yields several index keys: a set (its members) or an integer (thresholds)."""
+
+    fact: str
+    masks: dict[Any, int]
+    thresholds: tuple[int, ...] | None
+
+
+@dataclass
+class Plan:
+    rules: tuple[RulePlan, ...]
+    blocks: tuple[_Block, ...] = ()
+    multi_keys: tuple[_MultiKey, ...] = ()
+    lowest: int = 0  # the lowest group bit of every rule
+    spare: int = 0  # the spare bit above every rule's groups
+    rule_at: dict[int, int] = field(default_factory=dict)  # spare bit index -> rule position
+    unknown_masks: dict[str, int] = field(default_factory=dict)  # fact -> groups with an atom on it
+    raising: dict[int, int] = field(default_factory=dict)  # rank -> spare bits of rules setting a more urgent level
+    always: tuple[int, ...] = ()
+    locators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    level_rank: dict[str, int] = field(default_factory=dict)
+    level_at: dict[int, Level] = field(default_factory=dict)  # rank -> level
+    finding_order: dict[str, int] = field(default_factory=dict)
+    cause_order: dict[str, int] = field(default_factory=dict)
+    urgency_order: dict[str, int] = field(default_factory=dict)
+    target_order: dict[str, int] = field(default_factory=dict)
+    test_order: dict[str, int] = field(default_factory=dict)
+    cause_citations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    advice_citations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    conclusions: dict[tuple, Any] = field(default_factory=dict)  # see triage._conclusions
+
+
+def plan_for(kb: KnowledgeBase) -> Plan:
+    """The compiled plan of `kb`, built on first use and kept on the (immutable) knowledge base."""
+    plan = kb.__dict__.get("_plan")
+    if plan is None:
+        plan = compile_plan(kb)
+        object.__setattr__(kb, "_plan", plan)  # a cache, not state: the same kb always compiles the same
+    return plan
+
+
+def compile_plan(kb: KnowledgeBase) -> Plan:
+    level_rank = {lid: lv.rank for lid, lv in kb.levels.items()}
+    rules = tuple(_rule_plan(i, rule, level_rank) for i, rule in enumerate(kb.rules))
+    plan = Plan(
+        rules=rules,
+        always=tuple(rp.position for rp in rules if rp.always is not None),
+        locators={cid: freeze(c.locator()) for cid, c in kb.citations.items()},
+        level_rank=level_rank,
+        level_at={lv.rank: lv for lv in kb.levels.values()},
+        finding_order={path: i for i, path in enumerate(kb.findings)},
+        cause_order={cid: i for i, cid in enumerate(kb.causes)},
+        urgency_order={u: i for i, u in enumerate(kb.urgencies)},
+        target_order={t: i for i, t in enumerate(kb.referral_targets)},
+        test_order={t: i for i, t in enumerate(kb.tests)},
+        cause_citations={cid: tuple(c.id for c in cause.citations) for cid, cause in kb.causes.items()},
+        advice_citations={aid: tuple(c.id for c in item.citations) for aid, item in kb.advice.items()},
+    )
+    masks = _lay_out(plan)
+    plan.blocks, plan.multi_keys = _readers(kb, masks)
+    return plan
+
+
+# --- compiling rules -----------------------------------------------------------------------------
+
+
+def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePlan:
+    atoms = rule.when.atoms()
+    conjunction = bool(atoms) and all(isinstance(part, Atom) for part in _conjuncts(rule.when))
+    return RulePlan(
+        position=position,
+        rule=rule,
+        rank=level_rank[rule.level] if rule.level else None,
+        always=_verdict(rule.when.check({})) if not atoms else None,
+        citations=tuple(dict.fromkeys(c.id for c in rule.citations)),
+        check=_compile(rule.when),
+        when_all_true=(True, tuple(dict.fromkeys(a.fact for a in atoms)), ()) if conjunction else None,
+    )
+
+
+def _conjuncts(condition: Condition) -> Iterable[Condition]:
+    """The parts of a condition's top-level `all`, nested `all`s flattened."""
+    if isinstance(condition, All):
+        for item in condition.items:
+            yield from _conjuncts(item)
+    else:
+        yield condition
+
+
+def _groups(condition: Condition) -> list[tuple[Atom, ...]]:
+    # Each conjunct needs one of its atoms true (monotone logic: `any` of nothing true is not true).
+    return [part.atoms() for part in _conjuncts(condition) if part.atoms()]
+
+
+def _verdict(outcome: Outcome) -> Verdict:
+    return (outcome.truth, outcome.matched, outcome.open)
+
+
+def _compile(condition: Condition) -> Check:
+    """The condition as nested closures: the verdicts of its check() on facts without partial sets."""
+    if isinstance(condition, Atom):
+        return _compile_atom(condition)
+    items = tuple(_compile(item) for item in condition.items)
+    if isinstance(condition, Any_):
+        return _any(items)
+    return _all(items)
+
+
+def _compile_atom(atom: Atom) -> Check:
+    fact, op, value = atom.fact, atom.op, atom.value
+    true: Verdict = (True, (fact,), ())
+    unknown: Verdict = (None, (), (fact,))
+    if op == "is":
+        test = value.__eq__
+    elif op == "in":
+        test = frozenset(value).__contains__
+    elif op == "has":
+        test = lambda actual: value in actual  # noqa: E731
+    elif op == "has_any":
+        test = lambda actual: not value.isdisjoint(actual)  # noqa: E731
+    elif op == "at_least":
+        test = lambda actual: actual >= value  # noqa: E731
+    else:  # the loader only builds the ops above
+        raise ValueError(f"unknown operator {op!r}")
+
+    def check(facts: Facts) -> Verdict:
+        actual = facts[fact]
+        if actual is None:
+            return unknown
+        return true if test(actual) else _FALSE
+
+    return check
+
+
+def _all(items: tuple[Check, ...]) -> Check:
+    def check(facts: Facts) -> Verdict:
+        matched: list[str] = []
+        open_: list[str] = []
+        for item in items:
+            truth, m, o = item(facts)
+            if truth is False:
+                return _FALSE
+            matched += m
+            open_ += o
+        if open_:
+            return (None, (), tuple(dict.fromkeys(open_)))
+        return (True, tuple(dict.fromkeys(matched)), ())
+
+    return check
+
+
+def _any(items: tuple[Check, ...]) -> Check:
+    def check(facts: Facts) -> Verdict:
+        matched: list[str] = []
+        open_: list[str] = []
+        for item in items:
+            truth, m, o = item(facts)
+            if truth:
+                matched += m
+            elif truth is None:
+                open_ += o
+        if matched:
+            return (True, tuple(dict.fromkeys(matched)), ())
+        if open_:
+            return (None, (), tuple(dict.fromkeys(open_)))
+        return _FALSE
+
+    return check
+
+
+# --- the index -----------------------------------------------------------------------------------
+
+
+def _lay_out(plan: Plan) -> dict[str, dict[Any, int]]:
+    """Give every group a bit and every rule a spare bit; return fact -> index key -> group mask."""
+    masks: dict[str, dict[Any, int]] = {}
+    unknown: dict[str, int] = {}
+    bit = 0
+    for rp in plan.rules:
+        if rp.always is not None:
+            continue
+        plan.lowest |= 1 << bit
+        for group in _groups(rp.rule.when):
+            for atom in group:
+                unknown[atom.fact] = unknown.get(atom.fact, 0) | 1 << bit
+                for key in _index_keys(atom):
+                    table = masks.setdefault(atom.fact, {})
+                    table[key] = table.get(key, 0) | 1 << bit
+            bit += 1
+        plan.spare |= 1 << bit
+        plan.rule_at[bit] = rp.position
+        for rank in range(len(plan.level_rank) + 1):
+            if rp.rank is not None and rp.rank < rank:
+                plan.raising[rank] = plan.raising.get(rank, 0) | 1 << bit
+        bit += 1
+    plan.unknown_masks = unknown
+    return masks
+
+
+def _index_keys(atom: Atom) -> tuple[Any, ...]:
+    if atom.op in ("is", "has"):
+        return (atom.value,)
+    if atom.op == "at_least":
+        return ((AT_LEAST, atom.value),)
+    return tuple(atom.value)  # in, has_any: any listed value or member
+
+
+def _readers(kb: KnowledgeBase, index: dict[str, dict[Any, int]]) -> tuple[tuple[_Block, ...], tuple[_MultiKey, ...]]:
+    grouped: dict[tuple[str, ...], list] = {}
+    multi = []
+    for path, finding in kb.findings.items():
+        table = index.get(path, {})
+        thresholds = sorted(key[1] for key in table if type(key) is tuple and key[0] == AT_LEAST)
+        if finding.kind == "set" or thresholds:
+            multi.append(_MultiKey(path, table, tuple(thresholds) if thresholds else None))
+            table = {}  # looked up after the pass over the request
+        *parent, leaf = path.split(".")
+        grouped.setdefault(tuple(parent), []).append((leaf, path, frozenset(finding.unknown), table))
+    return tuple(_Block(keys, tuple(leaves)) for keys, leaves in grouped.items()), tuple(multi)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+class Scan(NamedTuple):
+    facts: Facts
+    unknown: list[str]
+    covered: int  # mask of the groups with a true atom
+    partial: bool  # a set known only in part: the index does not apply
+
+
+def scan(plan: Plan, request: dict[str, Any]) -> Scan:
+    """One pass over the request: the facts (as build_facts gives them, service/engine/facts.py),
+    which of them are unknown, and the groups their values cover."""
+    facts: Facts = {}
+    unknown: list[str] = []
+    covered = 0
+    partial = False
+    for block in plan.blocks:
+        node: Any = request
+        for key in block.keys:
+            node = node.get(key) if type(node) is dict else None
+        if type(node) is not dict:
+            for _, path, _, _ in block.leaves:
+                facts[path] = None
+                unknown.append(path)
+            continue
+        for key, path, unknown_values, table in block.leaves:
+            value = node.get(key)
+            if value is None:
+                facts[path] = None
+                unknown.append(path)
+            elif type(value) is list:
+                facts[path] = frozenset(value)
+            elif type(value) is dict:
+                facts[path] = PartialSet(frozenset(value["present"]), frozenset(value["absent"]))
+                partial = True
+            elif value in unknown_values:
+                facts[path] = None
+                unknown.append(path)
+            else:
+                facts[path] = value
+                covered |= table.get(value, 0)
+    _derive_sensation_areas(facts, unknown)
+    for lookup in plan.multi_keys:
+        value = facts[lookup.fact]
+        if value is None or type(value) is PartialSet:
+            continue
+        if lookup.thresholds is None:
+            keys: Iterable[Any] = value  # set members
+        else:
+            keys = [(AT_LEAST, t) for t in lookup.thresholds[: bisect.bisect_right(lookup.thresholds, value)]]
+        masks = lookup.masks
+        for key in keys:
+            covered |= masks.get(key, 0)
+    return Scan(facts, unknown, covered, partial)
+
+
+def _derive_sensation_areas(facts: Facts, unknown: list[str]) -> None:
+    before = facts[SENSATION_AREAS]
+    after = facts[SENSATION_AREAS] = sensation_areas(facts[SENSATION_STATUS], before)
+    if before is None and after is not None:
+        unknown.remove(SENSATION_AREAS)
+    elif before is not None and after is None:
+        unknown.append(SENSATION_AREAS)
+
+
+def read_facts(plan: Plan, request: dict[str, Any]) -> Facts:
+    return scan(plan, request).facts
+
+
+def judge(plan: Plan, seen: Scan) -> list[tuple[RulePlan, Verdict]]:
+    """The verdict on every true rule and every unknown rule that would raise the level above
+    them, in knowledge order. Rules left out are false, or unknown and unable to raise it."""
+    rules, facts = plan.rules, seen.facts
+    if seen.partial:
+        return [(rp, _verdict(rp.rule.when.check(facts))) for rp in rules]
+    judged = {p: rules[p].always for p in plan.always}
+    full = (seen.covered + plan.lowest) & plan.spare  # rules with a true atom in every group
+    for p in _rules_at(plan, full):
+        judged[p] = rules[p].when_all_true or rules[p].check(facts)
+    rank = min([rules[p].rank for p, out in judged.items() if out[0] and rules[p].rank is not None])
+    if seen.unknown:
+        possible = seen.covered
+        for fact in seen.unknown:
+            possible |= plan.unknown_masks.get(fact, 0)
+        maybe = (possible + plan.lowest) & plan.spare & ~full & plan.raising.get(rank, 0)
+        for p in _rules_at(plan, maybe):
+            judged[p] = rules[p].check(facts)
+    return [(rules[p], judged[p]) for p in sorted(judged)]
+
+
+def _rules_at(plan: Plan, spare_bits: int) -> Iterable[int]:
+    rule_at = plan.rule_at
+    while spare_bits:
+        low = spare_bits & -spare_bits
+        yield rule_at[low.bit_length() - 1]
+        spare_bits ^= low
+
+
+def locators(plan: Plan, ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Citation locators, each once, in first-seen order; read-only, shared by every answer."""
+    table = plan.locators
+    return FrozenList([table[cid] for cid in dict.fromkeys(ids)])
