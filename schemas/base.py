@@ -35,7 +35,7 @@ def tri(description: str) -> fields.String:
     return choice(TRI, description + " Omitted means unknown.")
 
 
-def _unique(items: list[Any]) -> None:
+def unique_items(items: list[Any]) -> None:
     if len(set(items)) != len(items):
         raise ValidationError("Items must be unique.")
 
@@ -43,6 +43,6 @@ def _unique(items: list[Any]) -> None:
 def choice_list(values: tuple[str, ...], description: str) -> fields.List:
     return fields.List(
         fields.String(validate=validate.OneOf(values)),
-        validate=[validate.Length(max=len(values)), _unique],
+        validate=[validate.Length(max=len(values)), unique_items],
         metadata={"description": description, "uniqueItems": True},
     )
