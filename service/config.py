@@ -11,6 +11,10 @@ class DefaultConfig:
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     MAX_CONTENT_LENGTH = 64 * 1024  # a full request is under 2 KiB
     MAX_FORM_MEMORY_SIZE = 64 * 1024
+    # POST /v1/triage/batch: cases per request, and its own body limit (instead of MAX_CONTENT_LENGTH).
+    # A full exam is under 2 KiB, so 500 of them fit in 4 MiB with room for whitespace.
+    BATCH_MAX_CASES = 500  # openapi.yaml states this default (schemas/batch.py DEFAULT_MAX_CASES)
+    BATCH_MAX_CONTENT_LENGTH = 4 * 1024 * 1024
 
     # --- access to /v1, /metrics and the docs (see README, "Deployment") ---
     API_OPEN = False  # no credentials needed: `make run` on loopback only; gunicorn refuses it elsewhere

@@ -31,6 +31,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/openapi.json": "docs",
     "/openapi.yaml": "docs",
     "/v1/triage": "triage",
+    "/v1/triage/batch": "triage",
     "/v1/knowledge": "knowledge",
     "/v1/rules/<rule_id>": "knowledge",
     "/v1/sources": "knowledge",

@@ -14,7 +14,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser, abort, is_json_request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnprocessableEntity
 
 from schemas.cds import OperationOutcome
 from schemas.problem import Problem
@@ -35,13 +35,7 @@ class ProblemApi(flask_smorest.Api):
         data = getattr(error, "data", None) or {}
         if flask.request.path.startswith(FHIR_ERROR_PREFIXES):
             return _operation_outcome_response(error, data)
-        body: dict[str, Any] = {"type": "about:blank", "title": error.name, "status": error.code}
-        detail = data.get("message") or _default_detail(error)
-        if detail:
-            body["detail"] = detail
-        if "messages" in data:
-            body["errors"] = _field_errors(data["messages"])
-            body["detail"] = "The request does not match the schema; see errors."
+        body = problem_body(error, data)
         request_id = flask.g.get("request_id")
         if request_id:
             body["request_id"] = request_id
@@ -93,6 +87,27 @@ class CrossFieldRules(BasePlugin):
         if isinstance(node, list):
             return [self._with_refs(value) for value in node]
         return node
+
+
+def problem_body(error: HTTPException, data: dict[str, Any]) -> dict[str, Any]:
+    """The problem+json body for an error, before the request id is added.
+
+    `data` is what flask-smorest's abort attaches: "message", or webargs' "messages" for a 422.
+    """
+    body: dict[str, Any] = {"type": "about:blank", "title": error.name, "status": error.code}
+    detail = data.get("message") or _default_detail(error)
+    if detail:
+        body["detail"] = detail
+    if "messages" in data:
+        body["errors"] = _field_errors(data["messages"])
+        body["detail"] = "The request does not match the schema; see errors."
+    return body
+
+
+def validation_problem(messages: dict[str, Any] | list[Any]) -> dict[str, Any]:
+    """The 422 body POST /v1/triage answers for a body a schema's load refused with these messages
+    (a marshmallow ValidationError's), without request_id: for results inside a 200, such as a batch's."""
+    return problem_body(UnprocessableEntity(), {"messages": {"json": messages}})
 
 
 # Paths whose callers (EHRs) expect FHIR OperationOutcome error bodies instead of problem+json. By path,
