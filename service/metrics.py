@@ -7,8 +7,10 @@ templates, methods, statuses, levels and the knowledge version: never from a req
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from typing import Any
 
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -33,7 +35,25 @@ DECISIONS = Counter(
 
 
 def record_decision(level: str, channel: str, knowledge_version: str) -> None:
-    DECISIONS.labels(level=level, channel=channel, knowledge=knowledge_version).inc()
+    _decisions(level, channel, knowledge_version).inc()
+
+
+# Label sets are few (levels x channels x versions; route templates x methods x statuses), and
+# labels() validates its arguments on every call: look each child up once. A child made before a
+# fork notices the new pid itself (prometheus-client multiprocess mode).
+@functools.lru_cache(maxsize=512)
+def _decisions(level: str, channel: str, knowledge: str) -> Any:
+    return DECISIONS.labels(level=level, channel=channel, knowledge=knowledge)
+
+
+@functools.lru_cache(maxsize=512)
+def _requests(route: str, method: str, status: str) -> Any:
+    return REQUESTS.labels(route=route, method=method, status=status)
+
+
+@functools.lru_cache(maxsize=512)
+def _latency(route: str, method: str) -> Any:
+    return LATENCY.labels(route=route, method=method)
 
 
 def init_metrics(app: flask.Flask) -> None:
@@ -47,10 +67,10 @@ def _observe(response: flask.Response) -> flask.Response:
     if route in UNCOUNTED:
         return response
     method = flask.request.method if flask.request.method in METHODS else "OTHER"
-    REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+    _requests(route, method, str(response.status_code)).inc()
     started = flask.g.get("started")
     if started is not None:
-        LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+        _latency(route, method).observe(time.perf_counter() - started)
     return response
 
 

@@ -1,3 +1,4 @@
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -48,3 +49,16 @@ def triage(kb):
         return evaluate(kb, request)
 
     return run
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture):
+    """The service's events and stdlib records logged during the test (tests/logcapture.py)."""
+    from service.logs import capture_events
+    from tests.logcapture import Logged
+
+    caplog.set_level(logging.INFO)
+    logged = Logged(caplog)
+    capture_events(logged.captured)
+    yield logged
+    capture_events(None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import re
 import time
@@ -28,6 +27,7 @@ from service.audit import findings_fingerprint
 from service.guard import ROUTE_SCOPES, route_template
 from service.problem import PROBLEM_JSON
 from tests.jwt_helpers import SigningKey, make_es384_key, make_rs384_key, mint
+from tests.logcapture import all_logged, events
 
 TRIAGE_KEY = "tk_live_0f3c9a1e7b5d4c2a8e6f0b1d3c5a7e9f"  # the key texts: must never be logged or echoed
 ROTATED_KEY = "tk_live_rotated_5e8d2c4b6a0f1e3d7c9b"
@@ -42,22 +42,6 @@ RULE = "LV-BASELINE"
 # --- helpers ---------------------------------------------------------------------------------------
 def make_app(**config: Any) -> flask.Flask:
     return create_app({"TESTING": True, **config})
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO)
-    return caplog
-
-
-def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
-    """The structlog events of that name (structlog hands the event dict to stdlib logging as msg)."""
-    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == name]
-
-
-def all_logged(caplog: pytest.LogCaptureFixture) -> str:
-    rendered = [json.dumps(r.msg, default=str) if isinstance(r.msg, dict) else r.getMessage() for r in caplog.records]
-    return caplog.text + "\n".join(rendered)
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import logging
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from tests.fhir_cases import (
 )
 from tests.fhir_stub import FhirStub, fhir_stub
 from tests.jwt_helpers import JwksServer, SigningKey, make_es384_key, make_rs384_key, mint
+from tests.logcapture import all_logged, events
 from tests.scenarios import exam
 
 __all__ = ["fhir_stub"]  # the fixture is used by name
@@ -116,12 +116,6 @@ def cds() -> flask.testing.FlaskClient:
 
 
 @pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO)
-    return caplog
-
-
-@pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any DNS lookup or connection attempt fails the test."""
 
@@ -134,16 +128,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- reading answers ------------------------------------------------------------------------------
-def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
-    """The structlog events of that name (structlog hands the event dict to stdlib logging as msg)."""
-    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == name]
-
-
-def all_logged(caplog: pytest.LogCaptureFixture) -> str:
-    rendered = [json.dumps(r.msg, default=str) if isinstance(r.msg, dict) else r.getMessage() for r in caplog.records]
-    return caplog.text + "\n".join(rendered)
-
-
 def issues(response: Any, status: int) -> list[dict[str, Any]]:
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()

@@ -1,28 +1,48 @@
-"""POST /v1/triage."""
+"""POST /v1/triage and POST /v1/triage/batch."""
 
 from typing import Any
 
 import flask
+import orjson
+from flask_smorest import abort
+from marshmallow import ValidationError
 
+from schemas.batch import BATCH_REQUEST, BatchRequest, BatchResponse
 from schemas.examples import TRIAGE_REQUEST
 from schemas.triage import TriageRequest, TriageResponse
 from service.audit import audit_decision
+from service.encoding import json_response
 from service.engine import evaluate
+from service.engine.model import KnowledgeBase
 from service.knowledge import load_knowledge
-from service.problem import Blueprint
+from service.problem import Blueprint, validation_problem
 from service.routes import knowledge_base
 
 blp = Blueprint("triage", __name__, url_prefix="/v1", description="Evaluate exam findings.")
+BATCH_ENDPOINT = "triage.triage_batch"
+BATCH_TOO_LARGE = "Body larger than BATCH_MAX_CONTENT_LENGTH (4 MiB by default)."
+
+
+def example(data: Any) -> Any:
+    """A response example as a fresh JSON tree: answers share citation objects, which yaml.safe_dump
+    would write into openapi.yaml as &id anchors and *id aliases."""
+    return orjson.loads(orjson.dumps(data))
+
+
+# Schema instances, not classes: webargs would build a new schema (deep-copying its fields) on
+# every call from a class, which cost more than validating the body. Loading is thread-safe.
+TRIAGE_REQUEST_SCHEMA = TriageRequest()
+BATCH_REQUEST_SCHEMA = BatchRequest()
 
 
 @blp.route("/triage", methods=["POST"])
-@blp.arguments(TriageRequest, example=TRIAGE_REQUEST)
-@blp.response(200, TriageResponse, example=evaluate(load_knowledge(), TRIAGE_REQUEST))
+@blp.arguments(TRIAGE_REQUEST_SCHEMA, example=TRIAGE_REQUEST)
+@blp.response(200, TriageResponse, example=example(evaluate(load_knowledge(), TRIAGE_REQUEST)))
 @blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
 @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE", description="Body larger than 64 KiB.")
 @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE", description="Body not sent as application/json.")
 @blp.doc(operationId="triage")
-def triage(body: dict[str, Any]) -> dict[str, Any]:
+def triage(body: dict[str, Any]) -> flask.Response:
     """Triage a patient from exam findings
 
     Returns the level, ranked causes, referrals, advice, the questions still to ask and the
@@ -30,4 +50,64 @@ def triage(body: dict[str, Any]) -> dict[str, Any]:
     """
     result = evaluate(knowledge_base(), body)
     audit_decision("api", body, result, flask.current_app.config["AUDIT_HASH_KEY"])
-    return result
+    return json_response(result)  # already in TriageResponse's shape: no dump needed
+
+
+def answer_batch(kb: KnowledgeBase, cases: list[Any]) -> tuple[dict[str, Any], list[tuple[dict, dict]]]:
+    """The batch response body, and the (request, answer) pairs of the answered cases to audit.
+
+    Each case is loaded and evaluated exactly as POST /v1/triage would; a rejected case gets the
+    problem that call would answer, without request_id (the batch's is in the X-Request-ID header).
+    """
+    schema = TRIAGE_REQUEST_SCHEMA
+    results: list[dict[str, Any]] = []
+    decided: list[tuple[dict, dict]] = []
+    for index, case in enumerate(cases):
+        try:
+            data = schema.load(case)
+        except ValidationError as exc:
+            results.append({"index": index, "status": 422, "problem": validation_problem(exc.messages)})
+            continue
+        answer = evaluate(kb, data)
+        decided.append((data, answer))
+        results.append({"index": index, "status": 200, "answer": answer})
+    body = {
+        "results": results,
+        "answered": len(decided),
+        "rejected": len(results) - len(decided),
+        "knowledge": {"version": kb.version, "sha256": kb.sha256},
+    }
+    return body, decided
+
+
+@blp.before_request
+def _batch_body_limit() -> None:
+    # The batch route's own limit, set before the body is read: MAX_CONTENT_LENGTH stays 64 KiB elsewhere.
+    if flask.request.endpoint == BATCH_ENDPOINT:
+        flask.request.max_content_length = flask.current_app.config["BATCH_MAX_CONTENT_LENGTH"]
+
+
+@blp.route("/triage/batch", methods=["POST"])
+@blp.arguments(BATCH_REQUEST_SCHEMA, example=BATCH_REQUEST)
+@blp.response(200, BatchResponse, example=example(answer_batch(load_knowledge(), BATCH_REQUEST["cases"])[0]))
+@blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
+@blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE", description=BATCH_TOO_LARGE)
+@blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE", description="Body not sent as application/json.")
+@blp.doc(operationId="triageBatch")
+def triage_batch(body: dict[str, Any]) -> flask.Response:
+    """Triage many patients in one call
+
+    Each case is a POST /v1/triage body, validated and answered on its own: its result holds
+    either the answer that call would give (status 200) or the 422 problem it would give (status
+    422), in request order. The response is 200 whenever the request itself is well-formed, even
+    if every case is rejected; errors of the request itself (malformed JSON, too large, `cases`
+    missing, empty or longer than TRIAGE_BATCH_MAX_CASES) are problem+json as for the single call.
+    """
+    config = flask.current_app.config
+    limit = config["BATCH_MAX_CASES"]
+    if len(body["cases"]) > limit:
+        abort(422, messages={"json": {"cases": [f"Too many cases: at most {limit} per request."]}})
+    response_body, decided = answer_batch(knowledge_base(), body["cases"])
+    for data, answer in decided:  # one audit event (and decision metric) per answered case
+        audit_decision("batch", data, answer, config["AUDIT_HASH_KEY"])
+    return json_response(response_body)  # answers are already in TriageResponse's shape: no dump
