@@ -6,7 +6,7 @@ SEEDS  ?= ../shared/seeds
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench lint format openapi cite manifest lock clean
+.PHONY: install run test bench profile lint format openapi cite manifest lock clean
 
 # Creates or reuses .venv; reinstalls when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -32,16 +32,23 @@ run: $(STAMP)
 		TRIAGE_API_OPEN=$${TRIAGE_API_OPEN:-$$([ -z "$$TRIAGE_API_KEYS_FILE$$TRIAGE_API_JWT_TRUST_FILE" ] && echo true || echo false)} \
 		exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'service:create_app()'
 
-# The live-server tests need nginx (installed here when missing and possible, else the exact command).
+# The live-server tests need nginx, the benchmark smoke test wrk (installed here when missing and
+# possible, else the exact command is printed).
 test: $(STAMP)
-	bash tools/ensure-debian-packages.sh nginx
+	bash tools/ensure-debian-packages.sh nginx wrk
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest
 
-# Latency of a CDS Hooks call beside /v1/triage (docs/performance.md). Not a test: the machine is shared.
+# docs/performance.md and .png: HTTP against a control endpoint, engine scaling, zen-engine, batch,
+# CDS Hooks, cold start; every figure beside its yardstick. Not a test: the machine is shared.
 bench: $(STAMP)
-	$(BIN)/python -m bench.cds_hooks
+	bash tools/ensure-debian-packages.sh wrk
+	$(BIN)/python -m bench
+
+# Where a triage call spends its time, in process (pyinstrument); see docs/performance.md.
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -62,7 +69,7 @@ cite: $(STAMP)
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^legraise-triage' > constraints.new
-	{ head -1 constraints.txt; cat constraints.new; } > constraints.txt && rm constraints.new
+	{ head -1 constraints.txt; cat constraints.new; } > constraints.tmp && mv constraints.tmp constraints.txt && rm constraints.new
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

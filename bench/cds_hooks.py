@@ -5,7 +5,8 @@ Observation per answered finding (about 35) and a Condition. The yardstick is /v
 same findings as JSON, in the same server and run. Requests are sequential over one keep-alive
 connection, so the figures are the service's own latency, not queueing.
 
-    python -m bench.cds_hooks [--requests N] [--out docs/performance.md]
+    python -m bench.cds_hooks [--requests N] [--rounds N] [--out FILE]   # this section alone
+    python -m bench                                                     # in the full report (make bench)
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,16 +29,11 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.http import SERVICE_APP, Gunicorn, MeasurementError, free_port
+
 ISSUER = "https://ehr.bench.invalid/"
 KID = "bench-key"
 SPEC_TARGET_MS = 500.0  # CDS Hooks 2.0.1: services should answer on the order of 500 ms
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _typical_findings() -> dict[str, Any]:
@@ -65,40 +58,22 @@ def _typical_call(findings: dict[str, Any]) -> dict[str, Any]:
 
 
 class Server:
+    """gunicorn as deployed (bench.http.Gunicorn) with a JWT trust file for one signing key."""
+
     def __init__(self, workdir: Path):
         key = ec.generate_private_key(ec.SECP384R1())
         public = json.loads(ECAlgorithm.to_jwk(key.public_key()))
         (workdir / "jwks.json").write_text(json.dumps({"keys": [{**public, "kid": KID, "alg": "ES384", "use": "sig"}]}))
         (workdir / "trust.yaml").write_text(f"issuers:\n  - iss: {ISSUER}\n    jwks_file: jwks.json\n")
         self.key = key
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "BIND": f"127.0.0.1:{self.port}",
+        self.gunicorn = Gunicorn(SERVICE_APP, workdir, name="cds", port=free_port())
+        self.url = self.gunicorn.url
+        self.gunicorn.env = {
             "TRIAGE_CDS_TRUST_FILE": str(workdir / "trust.yaml"),
             "TRIAGE_PUBLIC_BASE_URL": self.url,
-            "LOG_LEVEL": "WARNING",
-            "TRIAGE_API_OPEN": "true",  # the /v1/triage yardstick, on loopback
         }
-        command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()"]
-        self.log = (workdir / "gunicorn.log").open("wb")
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.cold_start_s = self._wait_ready()
-
-    def _wait_ready(self, limit: float = 30.0) -> float:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited during start-up")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return time.perf_counter() - self.started
-            except requests.RequestException:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("gunicorn not ready in time")
+        self.gunicorn.start()
+        self.cold_start_s = self.gunicorn.cold_start_s
 
     def token(self, path: str) -> str:
         now = int(time.time())
@@ -106,9 +81,7 @@ class Server:
         return jwt.encode(claims, self.key, algorithm="ES384", headers={"kid": KID, "typ": "JWT"})
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
+        self.gunicorn.stop()
 
 
 def _timed(send: Callable[[], requests.Response], count: int) -> list[float]:
@@ -118,7 +91,7 @@ def _timed(send: Callable[[], requests.Response], count: int) -> list[float]:
         response = send()
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
-            raise RuntimeError(f"benchmark call answered {response.status_code}")
+            raise MeasurementError(f"benchmark call answered {response.status_code}: {response.text[:300]}")
         times.append(elapsed)
     return times
 
@@ -202,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="calls per round and endpoint")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument("--out", type=Path, help="also write the markdown here (make bench writes the full report)")
     args = parser.parse_args(argv)
     text = report(run(args.requests, args.rounds))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
     print(text)
     return 0
 

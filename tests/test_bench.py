@@ -1,11 +1,160 @@
-"""The benchmark code runs on a tiny budget, so `make bench` cannot rot. No timing is asserted."""
+"""`python -m bench` runs end to end on the tiny budget, so `make bench` cannot rot. No timing is asserted:
+the figures of a tiny run mean nothing, and the machine is shared."""
 
-from bench import cds_hooks
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import re
+import shutil
+
+import pytest
+
+import bench.__main__ as bench_main
+from bench import report
+from bench.http import calibrate_pause
+
+SECTIONS = (
+    "## Summary",
+    "## 1. HTTP",
+    "### Throughput at saturation",
+    "### Latency at half the control's saturating rate",
+    "## 2. Engine",
+    "## 3. zen-engine",
+    "## 4. Batch",
+    "## 5. CDS Hooks",
+    "## 6. Cold start",
+    "## Figure",
+    "## Profile and what changed",
+)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_cds_benchmark_runs_and_reports(tmp_path):
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One tiny run through main(): exit status, report path, printed text, the measured results."""
+    if not shutil.which("wrk"):
+        pytest.fail("wrk is not installed: bash tools/ensure-debian-packages.sh wrk (make test does it)")
+    out = tmp_path_factory.mktemp("bench") / "performance.md"
+    captured = {}
+    measure = bench_main.measure
+
+    def recording(budget):
+        captured["results"] = measure(budget)
+        return captured["results"]
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_main, "measure", recording)
+        with contextlib.redirect_stdout(printed):
+            status = bench_main.main(["--budget", "tiny", "--out", str(out)])
+    return {"status": status, "out": out, "printed": printed.getvalue(), "results": captured["results"]}
+
+
+def tables(markdown: str) -> list[list[str]]:
+    """Every markdown table as its lines."""
+    found, current = [], []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current)
+            current = []
+    if current:
+        found.append(current)
+    return found
+
+
+def test_tiny_run_takes_every_figure(tiny):
+    errors = {name: data["error"] for name, data in tiny["results"]["sections"].items() if "error" in data}
+    assert tiny["status"] == 0, errors
+    assert not errors
+    assert tiny["results"]["sections"]["batch"]["available"], "POST /v1/triage/batch is not served"
+
+
+def test_report_has_every_section_and_is_printed(tiny):
+    text = tiny["out"].read_text(encoding="utf-8")
+    positions = [text.find(heading) for heading in SECTIONS]
+    assert -1 not in positions, [h for h, p in zip(SECTIONS, positions, strict=True) if p == -1]
+    assert positions == sorted(positions)
+    assert text.strip() in tiny["printed"]
+    for row in ("| CPU |", "| cores |", "| Python |", "| platform |", "| flask |", "| gunicorn |"):
+        assert row in text
+    for row in ("| marshmallow |", "| orjson |", "| zen-engine |", "| wrk | wrk "):
+        assert row in text
+    assert text.count("**How measured.**") == 6
+    assert "Budget `tiny`" in text
+
+
+def test_every_figure_table_has_a_target_column(tiny):
+    text = tiny["out"].read_text(encoding="utf-8")
+    body = text[text.index("## Summary") :]
+    found = tables(body)
+    assert len(found) >= 9
+    for table in found:
+        assert "target / met?" in table[0], table[0]
+        width = table[0].count("|")
+        assert all(line.count("|") == width for line in table), table
+
+
+def test_figure_is_a_png_embedded_in_the_report(tiny):
+    png = tiny["out"].with_suffix(".png")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert png.stat().st_size > 10_000
+    assert f"]({png.name})" in tiny["out"].read_text(encoding="utf-8")
+
+
+def test_profile_notes_fill_the_marked_placeholder(tiny, tmp_path, monkeypatch):
+    text = tiny["out"].read_text(encoding="utf-8")
+    assert report.PROFILE_MARKER in text
+    notes = tmp_path / "profile_notes.md"
+    notes.write_text("The audit line was the hot spot; it is now written once per decision.\n")
+    monkeypatch.setattr(report, "PROFILE_NOTES", notes)
+    filled = report.render(tiny["results"], "performance.png")
+    after = filled[filled.index("## Profile and what changed") :]
+    assert report.PROFILE_MARKER in after and "The audit line was the hot spot" in after
+    assert "Placeholder" not in after
+
+
+def test_a_failed_measurement_is_reported_and_exits_non_zero(tiny, tmp_path, monkeypatch):
+    results = copy.deepcopy(tiny["results"])
+    results["sections"]["zen"] = {"error": "MeasurementError: agree on 3 of 4"}
+    monkeypatch.setattr(bench_main, "measure", lambda budget: results)
     out = tmp_path / "performance.md"
-    assert cds_hooks.main(["--requests", "3", "--rounds", "1", "--out", str(out)]) == 0
-    text = out.read_text()
-    assert "| p99 |" in text and "CDS Hooks call" in text
-    assert "Cold start" in text
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert bench_main.main(["--budget", "tiny", "--out", str(out)]) == 1
+    text = out.read_text(encoding="utf-8")
+    zen = text[text.index("## 3. zen-engine") : text.index("## 4. Batch")]
+    assert "Measurement failed" in zen and "agree on 3 of 4" in zen
+    assert re.search(r"\| 3\. zen-engine \| .* \| not measured \| ≤ 1 / not measured \|", text)
+    assert "Measurement failed in: zen" in text
+
+
+def test_target_cells():
+    assert report.check(0.9, "≥", 0.85) == "≥ 0.85 / yes"
+    assert report.check(0.8, "≥", 0.85) == "≥ 0.85 / **NO**"
+    assert report.check(None, "≤", 1.5) == "≤ 1.5 / not measured"
+    assert report.check(2.0, "<", 2.0, "{:g} s") == "< 2 s / **NO**"
+
+
+def test_pacing_calibration_finds_the_pause_for_the_target_cycle():
+    measured = []
+
+    def cycle_at(pause):  # saturated (10 ms cycle) up to a 7 ms pause, then pause + 3 ms latency
+        measured.append(pause)
+        return max(10.0, pause + 3.0)
+
+    pause, points = calibrate_pause(cycle_at, target_ms=16.0, cycle_at_zero_ms=10.0, steps=3)
+    assert pause == pytest.approx(13.0)
+    assert points[0] == (0.0, 10.0) and len(measured) == 3
+    assert calibrate_pause(cycle_at, target_ms=9.0, cycle_at_zero_ms=10.0, steps=3) == (0.0, [(0.0, 10.0)])
+
+
+def test_the_profile_runs_and_names_the_route(capsys):
+    from bench import profile
+
+    assert profile.main(["--calls", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "/v1/triage:" in out and "µs per call" in out
+    assert "triage" in out.split("\n", 1)[1]  # the call tree names the view function

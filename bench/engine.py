@@ -1,0 +1,240 @@
+"""The engine in process: time per evaluation over the scenario mix, and its growth with knowledge size.
+
+No web stack, no JSON: `evaluate(kb, body)` on the same request bodies the HTTP benchmark sends, so
+the figure is the engine's own cost, and comparing knowledge sizes shows the cost per added rule.
+
+Synthetic knowledge bases (1x, 10x, 100x the real rule count) are the bundled YAML with the rules
+list grown, then built by the loader's own builder, so every check still applies (known findings,
+abnormal values only for level-setting rules, clinical citations, unique ids). Design:
+
+- Copy k (k = 1 .. factor - 1) of real rule R is R with id `R.id~k` and
+  `when: {all: [R.when as written, extra_1, extra_2]}`; level, causes, referrals, advice and
+  citations are R's. The real rules come first, unchanged, then every rule's copy 1, copy 2, ...
+- The extras are atoms testing an ABNORMAL value of a finding the real rules already read, from
+  findings.yaml: tri `is: present`; enum `is: V` for each V neither normal nor unknown; set
+  `has: V` for each V; int `at_least: N` at the quarter points above the minimum.
+- The pairs are listed in findings.yaml order; synthetic rule g (counted from 0) takes pair
+  `g * STRIDE_1 % n` and pair `(g * STRIDE_2 + g // n) % n` (the second cycle shifts each lap, so
+  the combinations vary), each stepped forward past any finding R already tests and past the
+  other extra's finding. So a copy is never trivially true, false or contradictory.
+- The always-true baseline rule is copied like the rest: its copies get the two extras too, so
+  they set self_care only for a combination of abnormal findings and are never always true.
+
+So the synthetic rules touch the same findings as the real ones and fire only for more specific
+combinations, as in a larger real knowledge base; they also add cause weights and trace entries
+when they fire, which is work a larger base does too. `factor=1` is the bundled base unchanged.
+
+    .venv/bin/python -m bench.engine [repeat]
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from service.engine import evaluate
+from service.knowledge.loader import BUNDLED, FILES, KnowledgeBase, _Builder, _read_yaml
+
+STRIDE_1 = 1
+STRIDE_2 = 7  # made coprime with the number of pairs below, so the second cycle also reaches every pair
+QUARTERS = (1, 2, 3)  # int thresholds: min + q/4 of the range
+
+
+def bundled_docs() -> dict[str, Any]:
+    """The parsed bundled YAML files, freshly read so callers may change them."""
+    return {name: _read_yaml(BUNDLED / f"{name}.yaml") for name in FILES}
+
+
+def read_facts(spec: Any, derived: dict[str, Any]) -> set[str]:
+    """Findings a `when` condition (as written) tests, with {ref: name} expanded."""
+    if not isinstance(spec, dict):
+        return set()
+    if "all" in spec or "any" in spec:
+        return set().union(*(read_facts(s, derived) for s in spec.get("all", spec.get("any", ()))))
+    if "ref" in spec:
+        return read_facts(derived.get(spec["ref"]), derived)
+    return {spec["fact"]} if "fact" in spec else set()
+
+
+def abnormal_atoms(docs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One atom per (finding, abnormal value) pair over the findings the real rules read."""
+    derived = docs["findings"].get("derived", {})
+    read = set().union(*(read_facts(r["when"], derived) for r in docs["rules"]["rules"]))
+    atoms: list[dict[str, Any]] = []
+    for path, f in docs["findings"]["findings"].items():
+        if path not in read:
+            continue
+        kind = f["kind"]
+        if kind == "tri":
+            atoms.append({"fact": path, "is": "present"})
+        elif kind == "enum":
+            skip = set(f.get("normal", ())) | set(f.get("unknown", ()))
+            atoms += [{"fact": path, "is": v} for v in f["values"] if v not in skip]
+        elif kind == "set":
+            skip = set(f.get("unknown", ()))
+            atoms += [{"fact": path, "has": v} for v in f["values"] if v not in skip]
+        elif kind == "int":
+            lo, hi = f["min"], f["max"]
+            bounds = sorted({lo + max(1, (hi - lo) * q // 4) for q in QUARTERS})
+            atoms += [{"fact": path, "at_least": n} for n in bounds]
+    return atoms
+
+
+def synthetic_docs(factor: int) -> dict[str, Any]:
+    """The bundled docs with `factor` x the real rules (see the module docstring)."""
+    if factor < 1:
+        raise ValueError("factor must be at least 1")
+    docs = bundled_docs()
+    if factor == 1:
+        return docs
+    real = docs["rules"]["rules"]
+    derived = docs["findings"].get("derived", {})
+    pairs = abnormal_atoms(docs)
+    n = len(pairs)
+    stride_2 = next(s for s in range(STRIDE_2, STRIDE_2 + n + 1) if math.gcd(s, n) == 1)
+    tested = [read_facts(r["when"], derived) for r in real]
+    rules = list(real)
+    g = 0
+    for k in range(1, factor):
+        for rule, own in zip(real, tested, strict=True):
+            first = _next_free(pairs, g * STRIDE_1 % n, own)
+            second = _next_free(pairs, (g * stride_2 + g // n) % n, own | {pairs[first]["fact"]})
+            extras = [copy.deepcopy(pairs[first]), copy.deepcopy(pairs[second])]
+            rules.append(
+                {
+                    **copy.deepcopy(rule),
+                    "id": f"{rule['id']}~{k}",
+                    "statement": f"{rule['statement']} (synthetic copy {k})",
+                    "when": {"all": [copy.deepcopy(rule["when"]), *extras]},
+                }
+            )
+            g += 1
+    docs["rules"] = {**docs["rules"], "rules": rules}
+    return docs
+
+
+def _next_free(pairs: list[dict[str, Any]], start: int, taken: set[str]) -> int:
+    """The first pair from `start` on (cyclically) whose finding is not in `taken`."""
+    for step in range(len(pairs)):
+        i = (start + step) % len(pairs)
+        if pairs[i]["fact"] not in taken:
+            return i
+    raise ValueError(f"every finding is taken: {sorted(taken)}")
+
+
+def synthetic_knowledge(factor: int) -> KnowledgeBase:
+    """A knowledge base of `factor` x the real rule count, through every loader check."""
+    return _Builder(synthetic_docs(factor)).build()
+
+
+def _pass_ns(kb: KnowledgeBase, requests: Sequence[dict[str, Any]]) -> list[int]:
+    """One timed evaluation per request, in ns (gc stays on: its pauses are part of the real cost)."""
+    clock = time.perf_counter_ns
+    out = []
+    for body in requests:
+        t0 = clock()
+        evaluate(kb, body)
+        out.append(clock() - t0)
+    return out
+
+
+def _percentile(samples: Sequence[int], q: float) -> float:
+    """Nearest-rank percentile: a value that was actually measured."""
+    ordered = sorted(samples)
+    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
+
+
+def _summary(samples: Sequence[int]) -> dict[str, Any]:
+    return {
+        "evaluations": len(samples),
+        "p50_us": _percentile(samples, 50) / 1000,
+        "p99_us": _percentile(samples, 99) / 1000,
+        "mean_us": statistics.fmean(samples) / 1000,
+    }
+
+
+def _warm_up(kb: KnowledgeBase, requests: Sequence[dict[str, Any]]) -> None:
+    for _ in range(3):
+        _pass_ns(kb, requests)
+    gc.collect()
+
+
+def time_evaluations(kb: KnowledgeBase, requests: Sequence[dict[str, Any]], repeat: int) -> dict[str, Any]:
+    """p50, p99 and mean µs per evaluation over `repeat` passes of `requests`, after a warm-up."""
+    _warm_up(kb, requests)
+    samples: list[int] = []
+    for _ in range(repeat):
+        samples += _pass_ns(kb, requests)
+    return _summary(samples)
+
+
+def scaling(
+    requests: Sequence[dict[str, Any]], factors: Iterable[int] = (1, 10, 100), repeat: int = 5
+) -> list[dict[str, Any]]:
+    """Time per evaluation per knowledge size; the smallest factor is the base for ratio and cost per rule.
+
+    Passes alternate between sizes (and the order rotates each repeat), so machine noise lands on
+    all sizes alike. Requests in the first half count as complete exams, the rest as partial,
+    which is how bench.workload.scenario_mix orders them.
+    """
+    sizes = sorted(set(factors))
+    kbs = {f: synthetic_knowledge(f) for f in sizes}
+    for kb in kbs.values():
+        _warm_up(kb, requests)
+    half = len(requests) // 2
+    samples: dict[int, list[list[int]]] = {f: [] for f in sizes}
+    for r in range(repeat):
+        turn = r % len(sizes)
+        for f in sizes[turn:] + sizes[:turn]:
+            samples[f].append(_pass_ns(kbs[f], requests))
+    rows = []
+    for f in sizes:
+        passes = samples[f]
+        every = [t for p in passes for t in p]
+        row = {"factor": f, "rules": len(kbs[f].rules), **_summary(every)}
+        if half and half < len(requests):
+            row["complete_p50_us"] = _percentile([t for p in passes for t in p[:half]], 50) / 1000
+            row["partial_p50_us"] = _percentile([t for p in passes for t in p[half:]], 50) / 1000
+        rows.append(row)
+    base = rows[0]
+    for row in rows:
+        row["ratio_p50"] = row["p50_us"] / base["p50_us"] if base["p50_us"] else math.nan
+        added = row["rules"] - base["rules"]
+        row["ns_per_added_rule"] = (row["p50_us"] - base["p50_us"]) * 1000 / added if added else None
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The scaling rows as a markdown table."""
+    lines = [
+        "| knowledge | rules | p50 µs | p99 µs | mean µs | complete p50 µs | partial p50 µs"
+        " | p50 / base | ns per added rule |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        per_rule = "-" if r["ns_per_added_rule"] is None else f"{r['ns_per_added_rule']:.1f}"
+        lines.append(
+            f"| {r['factor']}x | {r['rules']} | {r['p50_us']:.1f} | {r['p99_us']:.1f} | {r['mean_us']:.1f}"
+            f" | {r.get('complete_p50_us', math.nan):.1f} | {r.get('partial_p50_us', math.nan):.1f}"
+            f" | {r['ratio_p50']:.2f} | {per_rule} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.workload import scenario_mix
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    repeat = int(args[0]) if args else 5
+    print(table(scaling(scenario_mix(), repeat=repeat)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

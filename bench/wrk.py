@@ -1,0 +1,157 @@
+"""Drive wrk (Debian package) with a Lua script that cycles through request bodies.
+
+wrk is compiled and event-driven, so on this 2-core machine it takes far less CPU per request than
+the server does. Fixed connections; each run prints one JSON line from wrk's `done` hook: counts,
+the latency percentiles 1..99 and 99.9 (wrk keeps a histogram, not each request's latency), and the
+failures by kind.
+
+Pacing: wrk is closed-loop (a connection sends its next request when the answer is in). With
+`pause_ms` > 0 each connection waits that long before every request (Lua `delay()`), so the offered
+rate is about connections * 1000 / (pause_ms + latency_ms). wrk's timers count whole milliseconds,
+so a fractional pause is spread over the requests (an accumulator hands out 12, 13, 12, ... ms).
+The latency wrk records starts when the request is written, so it never includes the pause.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PERCENTILES = (*range(1, 100), 99.9)
+
+_SCRIPT = """
+local bodies = {%(bodies)s}
+local pause = %(pause_ms)s
+local headers = {["Content-Type"] = "application/json"}
+local counter = 0
+
+function setup(thread)
+  thread:set("offset", counter)
+  counter = counter + 7
+end
+
+function init(args)
+  i = offset or 0
+  owed = 0
+end
+
+function request()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "%(path)s", headers, bodies[i])
+end
+
+if pause > 0 then
+  function delay()
+    owed = owed + pause
+    local whole = math.floor(owed)
+    owed = owed - whole
+    return whole
+  end
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  local marks = {}
+  for _, p in ipairs({%(percentiles)s}) do
+    marks[#marks + 1] = string.format("%%d", latency:percentile(p))
+  end
+  io.write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
+    '"mean_us": %%f, "non2xx": %%d, "connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, ' ..
+    '"percentiles_us": [%%s]}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean, errors.status,
+    errors.connect, errors.read, errors.write, errors.timeout, table.concat(marks, ", ")))
+end
+"""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    failures: int
+    mean_ms: float = 0.0
+    # failures by kind: non2xx, connect, read, write, timeout
+    failure_kinds: dict[str, int] = field(default_factory=dict)
+    # latency at each of PERCENTILES, ms (for a CDF)
+    percentiles_ms: tuple[float, ...] = ()
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk not found: run `bash tools/ensure-debian-packages.sh wrk`")
+    return found
+
+
+def wrk_version() -> str:
+    """wrk's own version line (`wrk --version` prints it, then the usage, and exits 1)."""
+    out = subprocess.run([wrk_binary(), "--version"], capture_output=True, text=True, timeout=10)
+    return (out.stdout or out.stderr).splitlines()[0].strip()
+
+
+def write_script(folder: Path, path: str, bodies: list[bytes], pause_ms: float = 0.0) -> Path:
+    lua_bodies = ", ".join(_lua_string(b) for b in bodies)
+    script = folder / f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{pause_ms:.3f}.lua"
+    script.write_text(
+        _SCRIPT
+        % {
+            "bodies": lua_bodies,
+            "path": path,
+            "pause_ms": f"{max(0.0, pause_ms):.6f}",
+            "percentiles": ", ".join(f"{p:g}" for p in PERCENTILES),
+        }
+    )
+    return script
+
+
+def _lua_string(body: bytes) -> str:
+    # Long brackets take the JSON verbatim; the level is raised until the body cannot close it.
+    level = 0
+    text = body.decode()
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def run_wrk(url: str, script: Path, *, connections: int, seconds: float, threads: int = 1) -> WrkResult:
+    command = [
+        wrk_binary(),
+        f"--threads={threads}",
+        f"--connections={connections}",
+        f"--duration={max(1, round(seconds))}s",
+        "--timeout=10s",
+        f"--script={script}",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk exited with {done.returncode}: {(done.stderr or done.stdout).strip()[-500:]}")
+    line = lines[-1]
+    data = json.loads(line)
+    kinds = {k: data[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
+    return WrkResult(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        failures=sum(kinds.values()),
+        mean_ms=data["mean_us"] / 1000,
+        failure_kinds=kinds,
+        percentiles_ms=tuple(v / 1000 for v in data["percentiles_us"]),
+    )
