@@ -201,10 +201,9 @@ def run_balanced(server: Gunicorn, script: Path, *, connections: int, seconds: f
 
     wrk opens all its connections in one burst, and on gunicorn's one shared listening socket the
     first worker to wake can accept every one of them: the other workers idle and the run measures
-    where the kernel put the connections, not the service (throughput halves, about one run in two
-    on this machine). Such a run is repeated, up to the limit, and counted in
-    `server.repeated_runs` for the report. Production traffic through a proxy opens connections
-    over time and does not pile up this way.
+    where the kernel put the connections, not the service. The scripts renew connections as a proxy
+    does (bench/wrk.py, RECYCLE_EVERY), which spreads them again within a run; a run that is still
+    one-sided is repeated, up to the limit, and counted in `server.repeated_runs` for the report.
     """
     for attempt in range(BALANCE_ATTEMPTS):
         before = server.worker_cpu_ticks()

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import http
+from bench import http, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE_NOTES = ROOT / "bench" / "profile_notes.md"
@@ -345,9 +345,11 @@ recycled by max_requests; with the app preloaded a restart is a fork).
 
 wrk opens its connections in one burst, and on gunicorn's shared listening socket the first worker
 to wake can take all of them while the other idles: such a run measures connection placement, not
-the service. A run in which the least busy worker used under half the CPU of the busiest is taken
-again (at most {http.BALANCE_ATTEMPTS - 1} times); {h.get("repeated_runs", 0)} run(s) were taken again in
-sections 1 and 4."""
+the service. So every {wrk.RECYCLE_EVERY}th request of a run asks for its connection to be closed
+and wrk opens a new one, as nginx renews its keep-alive connections to the replicas
+(`keepalive_requests`); the connection count stays fixed. As a check, a run in which the least busy
+worker still used under half the CPU of the busiest is taken again (at most
+{http.BALANCE_ATTEMPTS - 1} times); {h.get("repeated_runs", 0)} run(s) were taken again in sections 1 and 4."""
 
 
 def _calibration(pace: dict[str, Any]) -> str:

@@ -10,6 +10,9 @@ Pacing: wrk is closed-loop (a connection sends its next request when the answer 
 rate is about connections * 1000 / (pause_ms + latency_ms). wrk's timers count whole milliseconds,
 so a fractional pause is spread over the requests (an accumulator hands out 12, 13, 12, ... ms).
 The latency wrk records starts when the request is written, so it never includes the pause.
+
+Connections are renewed as a proxy renews them (RECYCLE_EVERY below), so a run measures the workers
+rather than where the kernel put wrk's opening burst of connections.
 """
 
 from __future__ import annotations
@@ -22,10 +25,18 @@ from pathlib import Path
 
 PERCENTILES = (*range(1, 100), 99.9)
 
+# Every RECYCLE_EVERY-th request a wrk thread sends asks for the connection to be closed, and wrk
+# opens a new one: the same connection count, each renewed about every RECYCLE_EVERY requests, as
+# nginx renews its keep-alive connections to the replicas (keepalive_requests). Without it wrk's
+# opening burst of connections can all land on one gunicorn worker and stay there for the run.
+RECYCLE_EVERY = 100
+
 _SCRIPT = """
 local bodies = {%(bodies)s}
 local pause = %(pause_ms)s
+local recycle = %(recycle)d
 local headers = {["Content-Type"] = "application/json"}
+local closing = {["Content-Type"] = "application/json", ["Connection"] = "close"}
 local counter = 0
 
 function setup(thread)
@@ -36,10 +47,15 @@ end
 function init(args)
   i = offset or 0
   owed = 0
+  sent = 0
 end
 
 function request()
   i = i %% #bodies + 1
+  sent = sent + 1
+  if recycle > 0 and sent %% recycle == 0 then
+    return wrk.format("POST", "%(path)s", closing, bodies[i])
+  end
   return wrk.format("POST", "%(path)s", headers, bodies[i])
 end
 
@@ -102,15 +118,19 @@ def wrk_version() -> str:
     return (out.stdout or out.stderr).splitlines()[0].strip()
 
 
-def write_script(folder: Path, path: str, bodies: list[bytes], pause_ms: float = 0.0) -> Path:
+def write_script(
+    folder: Path, path: str, bodies: list[bytes], pause_ms: float = 0.0, recycle: int = RECYCLE_EVERY
+) -> Path:
     lua_bodies = ", ".join(_lua_string(b) for b in bodies)
-    script = folder / f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{pause_ms:.3f}.lua"
+    name = f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{pause_ms:.3f}-{recycle}.lua"
+    script = folder / name
     script.write_text(
         _SCRIPT
         % {
             "bodies": lua_bodies,
             "path": path,
             "pause_ms": f"{max(0.0, pause_ms):.6f}",
+            "recycle": max(0, recycle),
             "percentiles": ", ".join(f"{p:g}" for p in PERCENTILES),
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import Any
@@ -20,8 +21,16 @@ def findings_fingerprint(request: dict[str, Any], key: str = "") -> str:
     """
     canonical = canonical_json(request)
     if key:
-        return "hmac-sha256:" + hmac.new(key.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
+        keyed = _keyed(key).copy()
+        keyed.update(canonical)
+        return "hmac-sha256:" + keyed.hexdigest()
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(key: str) -> hmac.HMAC:
+    # The key schedule once per key rather than per decision; copies are independent.
+    return hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
 
 
 def audit_decision(channel: str, request: dict[str, Any], result: dict[str, Any], key: str = "") -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import http
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import flask
@@ -244,6 +246,43 @@ class StrictJSONParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictJSONParser()
+
+    # flask-smorest's alt_response and doc only add documentation, yet each wraps the view in one
+    # more call layer (with Flask's coroutine check) that every request then pays. These keep the
+    # documentation they record and hand back the view itself.
+    def alt_response(self, *args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
+        return _doc_only(super().alt_response(*args, **kwargs))
+
+    def doc(self, **kwargs: Any) -> Callable[[Callable], Callable]:
+        return _doc_only(super().doc(**kwargs))
+
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Callable], Callable]:
+        """flask-smorest's arguments, documented the same; a JSON body given as a schema instance is
+        parsed by one direct ARGUMENTS_PARSER.parse call instead of through two wrapper layers (the
+        same parse: the same 400, 415 and 422 answers)."""
+        documented = super().arguments(schema, location=location, **kwargs)
+        webargs_options = set(kwargs) - {"content_type", "required", "description", "example", "examples"}
+        if location != "json" or not isinstance(schema, marshmallow.Schema) or webargs_options:
+            return documented
+        parse = self.ARGUMENTS_PARSER.parse
+
+        def decorator(view: Callable) -> Callable:
+            @functools.wraps(view)
+            def parse_then_view(*args: Any, **view_args: Any) -> Any:
+                return view(*args, parse(schema, flask.request, location="json"), **view_args)
+
+            parse_then_view._apidoc = documented(view)._apidoc  # type: ignore[attr-defined]
+            return parse_then_view
+
+        return decorator
+
+
+def _doc_only(decorator: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    def apply(view: Callable) -> Callable:
+        view._apidoc = decorator(view)._apidoc  # type: ignore[attr-defined]
+        return view
+
+    return apply
 
 
 class _WithoutDefaultError:
