@@ -3,8 +3,9 @@
 tests/reference_engine.py is the engine as first written and reviewed: every rule checked on every
 call. The indexed engine (service/engine/plan.py) must agree with it byte for byte. That covers the
 scenario mix, generated requests (partial sets from FHIR included), and knowledge bases 10 and 100
-times larger. The rest of this file covers what the speed-up added: shared parts are read-only,
-and reusing the conclusions of a set of fired rules gives the answer a fresh evaluation would.
+times larger. The rest of this file covers what the speed-up added: the generated request reader reads what
+build_facts reads, shared parts are read-only, and reusing the decision drawn from a set of verdicts
+gives the answer a fresh evaluation would, with each patient's own values in the trace.
 """
 
 import copy
@@ -16,11 +17,12 @@ from hypothesis import strategies as st
 
 from bench.engine import synthetic_knowledge
 from bench.workload import scenario_mix
-from service.engine import evaluate
+from service.engine import evaluate, triage
+from service.engine.facts import build_facts
 from service.engine.plan import plan_for
 from service.knowledge import load_knowledge
 from tests.reference_engine import evaluate as reference
-from tests.scenarios import get_path, set_path
+from tests.scenarios import exam, get_path, set_path
 from tests.test_safety import SET_PATHS, _valid, findings_st
 
 KB = load_knowledge()
@@ -57,12 +59,66 @@ def test_sets_known_in_part_get_the_reference_answer(findings, path, data):
     assert evaluate(KB, request) == reference(KB, request)
 
 
-def test_remembered_conclusions_equal_fresh_ones():
+@GENERATED
+@given(findings_st())
+def test_the_generated_reader_reads_the_facts_build_facts_gives(findings):
+    request = _valid(findings)
+    assert plan_for(KB).read(request).facts == build_facts(request, KB.findings)
+
+
+def test_the_reader_refuses_what_validation_would_refuse():
+    """A value of the wrong shape is an internal error, never read as some other value."""
+    read = plan_for(KB).read
+    with pytest.raises(TypeError):
+        read({"findings": exam({"bladder": ["retention"]})})
+    with pytest.raises(AttributeError):
+        read({"findings": {**exam(), "hip": ["range_reduced"]}})
+
+
+def test_remembered_decisions_equal_fresh_ones():
     mix = scenario_mix()
-    warm = [evaluate(KB, r) for r in mix]
-    plan_for(KB).conclusions.clear()
-    assert [evaluate(KB, r) for r in mix] == warm
-    assert plan_for(KB).conclusions  # the table was used, so the comparison above means something
+    plan = plan_for(KB)
+    plan.decisions.clear()
+    fresh = [evaluate(KB, r) for r in mix]
+    assert plan.decisions  # the table was filled, so the comparison below means something
+    assert [evaluate(KB, r) for r in mix] == fresh == [reference(KB, r) for r in mix]
+
+
+def test_the_same_verdicts_with_other_values_keep_their_own_trace():
+    """CA-IMPINGEMENT-PAINFUL-FLEXION fires on front-of-hip or groin pain (rules.yaml): two patients
+    share its decision, and each trace shows that patient's own pain locations."""
+    front = {"findings": exam({"hip.range_reduced": "present", "pain.locations": ["front_of_hip"]})}
+    groin = {"findings": exam({"hip.range_reduced": "present", "pain.locations": ["groin"]})}
+    plan = plan_for(KB)
+    plan.decisions.clear()
+    answers = [evaluate(KB, front), evaluate(KB, groin), evaluate(KB, front)]
+    assert len(plan.decisions) == 1
+    assert answers == [reference(KB, front), reference(KB, groin), reference(KB, front)]
+    shown = [_trace_value(a, "CA-IMPINGEMENT-PAINFUL-FLEXION", "findings.pain.locations") for a in answers]
+    assert shown == [["front_of_hip"], ["groin"], ["front_of_hip"]]
+
+
+def test_remembered_tables_stay_bounded(monkeypatch):
+    monkeypatch.setattr(triage, "DECISIONS_KEPT", 3)
+    monkeypatch.setattr(triage, "TRACES_KEPT", 2)
+    plan = plan_for(KB)
+    plan.decisions.clear()
+    mix = scenario_mix()
+    assert [evaluate(KB, r) for r in mix] == [reference(KB, r) for r in mix]
+    assert 0 < len(plan.decisions) <= 3
+    assert all(len(d.traces) <= 2 for d in plan.decisions.values())
+    sudden_severe = {"slr.result": "unable", "history.onset": "sudden", "pain.locations": ["low_back"]}
+    plan.decisions.clear()
+    for severity in range(7, 11):  # RF-SUDDEN-SEVERE-BACK-PAIN every time, a new value in its trace
+        request = {"findings": exam({**sudden_severe, "pain.severity": severity})}
+        assert evaluate(KB, request) == reference(KB, request)
+    assert len(plan.decisions) == 1
+    assert [len(d.traces) for d in plan.decisions.values()] == [2]
+
+
+def _trace_value(answer, rule, field):
+    entry = next(t for t in answer["trace"] if t["rule"] == rule)
+    return next(m["value"] for m in entry["matched"] if m["field"] == field)
 
 
 def test_shared_parts_of_an_answer_refuse_changes():

@@ -15,29 +15,29 @@ nothing to do with a given patient. Conditions are monotone (no "not"), which th
   rule's group bits are 1. One addition and one AND therefore give every rule whose groups are all
   covered, however many rules there are, in C-level integer arithmetic.
 
+The request is read, and its masks ORed, by a function generated for the findings table (reader.py).
 So only rules that may be true, or unknown and able to raise the level, are judged. Each is still
-judged by its own three-valued check (logic.py, compiled to closures here). A set known only in part
-(from FHIR) bypasses the index, and every rule is checked. tests/test_engine_equivalence.py shows both
+judged by its own three-valued check (logic.py, compiled to closures here), except a conjunction of
+atoms whose atoms are all true, whose verdict is known. A set known only in part (from FHIR)
+bypasses the index, and every rule is checked. tests/test_engine_equivalence.py shows both
 paths give the answers of the original one-pass engine (tests/reference_engine.py).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from service.engine.facts import SENSATION_AREAS, SENSATION_STATUS, sensation_areas
 from service.engine.frozen import FrozenList, freeze
-from service.engine.logic import All, Any_, Atom, Condition, Facts, Outcome, PartialSet
+from service.engine.logic import All, Any_, Atom, Condition, Facts, Outcome
 from service.engine.model import KnowledgeBase, Level, Rule
+from service.engine.reader import AT_LEAST, Reader, Scan, compile_reader
 
 # (truth, matched, open) as in logic.Outcome; a tuple, as the compiled checks return it.
 Verdict = tuple[bool | None, tuple[str, ...], tuple[str, ...]]
 Check = Callable[[Facts], Verdict]
 _FALSE: Verdict = (False, (), ())
-AT_LEAST = "at_least"  # (AT_LEAST, n) indexes an at_least atom: true for every value from n up
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,35 +51,18 @@ class RulePlan:
     when_all_true: Verdict | None  # a conjunction of atoms alone: its verdict once every atom is true
 
 
-@dataclass(frozen=True, slots=True)
-class _Block:
-    """The findings under one key of the request, read with one lookup for the block."""
-
-    keys: tuple[str, ...]  # path to the block
-    # (key, fact path, values meaning unknown, plain value -> mask of the groups it gives a true atom)
-    leaves: tuple[tuple[str, str, frozenset, dict[Any, int]], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _MultiKey:
-    """A fact whose value yields several index keys: a set (its members) or an integer (thresholds)."""
-
-    fact: str
-    masks: dict[Any, int]
-    thresholds: tuple[int, ...] | None
-
-
 @dataclass
 class Plan:
     rules: tuple[RulePlan, ...]
-    blocks: tuple[_Block, ...] = ()
-    multi_keys: tuple[_MultiKey, ...] = ()
+    read: Reader = None  # type: ignore[assignment]  # request -> Scan, compiled by compile_plan (reader.py)
+    reader_source: str = ""
     lowest: int = 0  # the lowest group bit of every rule
     spare: int = 0  # the spare bit above every rule's groups
     rule_at: dict[int, int] = field(default_factory=dict)  # spare bit index -> rule position
     unknown_masks: dict[str, int] = field(default_factory=dict)  # fact -> groups with an atom on it
     raising: dict[int, int] = field(default_factory=dict)  # rank -> spare bits of rules setting a more urgent level
-    always: tuple[int, ...] = ()
+    always_judged: dict[int, Verdict] = field(default_factory=dict)  # rules that read no fact -> verdict
+    always_rank: int = 0  # of the most urgent level such a rule sets, or one past the least urgent
     locators: dict[str, dict[str, Any]] = field(default_factory=dict)
     level_rank: dict[str, int] = field(default_factory=dict)
     level_at: dict[int, Level] = field(default_factory=dict)  # rank -> level
@@ -90,7 +73,8 @@ class Plan:
     test_order: dict[str, int] = field(default_factory=dict)
     cause_citations: dict[str, tuple[str, ...]] = field(default_factory=dict)
     advice_citations: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    conclusions: dict[tuple, Any] = field(default_factory=dict)  # see triage._conclusions
+    knowledge: dict[str, str] = field(default_factory=dict)  # the answer's knowledge block (read-only)
+    decisions: dict[tuple, Any] = field(default_factory=dict)  # see triage._decision
 
 
 def plan_for(kb: KnowledgeBase) -> Plan:
@@ -107,7 +91,7 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
     rules = tuple(_rule_plan(i, rule, level_rank) for i, rule in enumerate(kb.rules))
     plan = Plan(
         rules=rules,
-        always=tuple(rp.position for rp in rules if rp.always is not None),
+        always_judged={rp.position: rp.always for rp in rules if rp.always is not None},
         locators={cid: freeze(c.locator()) for cid, c in kb.citations.items()},
         level_rank=level_rank,
         level_at={lv.rank: lv for lv in kb.levels.values()},
@@ -118,9 +102,12 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
         test_order={t: i for i, t in enumerate(kb.tests)},
         cause_citations={cid: tuple(c.id for c in cause.citations) for cid, cause in kb.causes.items()},
         advice_citations={aid: tuple(c.id for c in item.citations) for aid, item in kb.advice.items()},
+        knowledge=freeze({"version": kb.version, "sha256": kb.sha256}),
     )
+    fired_always = [rp.rank for rp in rules if rp.always and rp.always[0] and rp.rank is not None]
+    plan.always_rank = min(fired_always, default=len(level_rank))
     masks = _lay_out(plan)
-    plan.blocks, plan.multi_keys = _readers(kb, masks)
+    plan.read, plan.reader_source = compile_reader(kb.findings, masks, plan.unknown_masks)
     return plan
 
 
@@ -268,117 +255,34 @@ def _index_keys(atom: Atom) -> tuple[Any, ...]:
     return tuple(atom.value)  # in, has_any: any listed value or member
 
 
-def _readers(kb: KnowledgeBase, index: dict[str, dict[Any, int]]) -> tuple[tuple[_Block, ...], tuple[_MultiKey, ...]]:
-    grouped: dict[tuple[str, ...], list] = {}
-    multi = []
-    for path, finding in kb.findings.items():
-        table = index.get(path, {})
-        thresholds = sorted(key[1] for key in table if type(key) is tuple and key[0] == AT_LEAST)
-        if finding.kind == "set" or thresholds:
-            multi.append(_MultiKey(path, table, tuple(thresholds) if thresholds else None))
-            table = {}  # looked up after the pass over the request
-        *parent, leaf = path.split(".")
-        grouped.setdefault(tuple(parent), []).append((leaf, path, frozenset(finding.unknown), table))
-    return tuple(_Block(keys, tuple(leaves)) for keys, leaves in grouped.items()), tuple(multi)
-
-
 # --- evaluation ----------------------------------------------------------------------------------
 
 
-class Scan(NamedTuple):
-    facts: Facts
-    unknown: list[str]
-    covered: int  # mask of the groups with a true atom
-    partial: bool  # a set known only in part: the index does not apply
-
-
-def scan(plan: Plan, request: dict[str, Any]) -> Scan:
-    """One pass over the request: the facts (as build_facts gives them, service/engine/facts.py),
-    which of them are unknown, and the groups their values cover."""
-    facts: Facts = {}
-    unknown: list[str] = []
-    covered = 0
-    partial = False
-    for block in plan.blocks:
-        node: Any = request
-        for key in block.keys:
-            node = node.get(key) if type(node) is dict else None
-        if type(node) is not dict:
-            for _, path, _, _ in block.leaves:
-                facts[path] = None
-                unknown.append(path)
-            continue
-        for key, path, unknown_values, table in block.leaves:
-            value = node.get(key)
-            if value is None:
-                facts[path] = None
-                unknown.append(path)
-            elif type(value) is list:
-                facts[path] = frozenset(value)
-            elif type(value) is dict:
-                facts[path] = PartialSet(frozenset(value["present"]), frozenset(value["absent"]))
-                partial = True
-            elif value in unknown_values:
-                facts[path] = None
-                unknown.append(path)
-            else:
-                facts[path] = value
-                covered |= table.get(value, 0)
-    _derive_sensation_areas(facts, unknown)
-    for lookup in plan.multi_keys:
-        value = facts[lookup.fact]
-        if value is None or type(value) is PartialSet:
-            continue
-        if lookup.thresholds is None:
-            keys: Iterable[Any] = value  # set members
-        else:
-            keys = [(AT_LEAST, t) for t in lookup.thresholds[: bisect.bisect_right(lookup.thresholds, value)]]
-        masks = lookup.masks
-        for key in keys:
-            covered |= masks.get(key, 0)
-    return Scan(facts, unknown, covered, partial)
-
-
-def _derive_sensation_areas(facts: Facts, unknown: list[str]) -> None:
-    before = facts[SENSATION_AREAS]
-    after = facts[SENSATION_AREAS] = sensation_areas(facts[SENSATION_STATUS], before)
-    if before is None and after is not None:
-        unknown.remove(SENSATION_AREAS)
-    elif before is not None and after is None:
-        unknown.append(SENSATION_AREAS)
-
-
-def read_facts(plan: Plan, request: dict[str, Any]) -> Facts:
-    return scan(plan, request).facts
-
-
-def judge(plan: Plan, seen: Scan) -> list[tuple[RulePlan, Verdict]]:
-    """The verdict on every true rule and every unknown rule that would raise the level above
+def judge(plan: Plan, seen: Scan) -> list[tuple[int, Verdict]]:
+    """(position, verdict) of every true rule and every unknown rule that would raise the level above
     them, in knowledge order. Rules left out are false, or unknown and unable to raise it."""
     rules, facts = plan.rules, seen.facts
     if seen.partial:
-        return [(rp, _verdict(rp.rule.when.check(facts))) for rp in rules]
-    judged = {p: rules[p].always for p in plan.always}
-    full = (seen.covered + plan.lowest) & plan.spare  # rules with a true atom in every group
-    for p in _rules_at(plan, full):
-        judged[p] = rules[p].when_all_true or rules[p].check(facts)
-    rank = min([rules[p].rank for p, out in judged.items() if out[0] and rules[p].rank is not None])
-    if seen.unknown:
-        possible = seen.covered
-        for fact in seen.unknown:
-            possible |= plan.unknown_masks.get(fact, 0)
-        maybe = (possible + plan.lowest) & plan.spare & ~full & plan.raising.get(rank, 0)
-        for p in _rules_at(plan, maybe):
-            judged[p] = rules[p].check(facts)
-    return [(rules[p], judged[p]) for p in sorted(judged)]
-
-
-def _rules_at(plan: Plan, spare_bits: int) -> Iterable[int]:
+        return [(rp.position, _verdict(rp.rule.when.check(facts))) for rp in rules]
+    judged = plan.always_judged.copy()
+    rank = plan.always_rank
     rule_at = plan.rule_at
-    while spare_bits:
-        low = spare_bits & -spare_bits
-        yield rule_at[low.bit_length() - 1]
-        spare_bits ^= low
+    full = bits = (seen.covered + plan.lowest) & plan.spare  # rules with a true atom in every group
+    while bits:
+        low = bits & -bits
+        rp = rules[rule_at[low.bit_length() - 1]]
+        out = judged[rp.position] = rp.when_all_true or rp.check(facts)
+        if out[0] and rp.rank is not None and rp.rank < rank:
+            rank = rp.rank
+        bits ^= low
+    if seen.open:
+        bits = ((seen.covered | seen.open) + plan.lowest) & plan.spare & ~full & plan.raising.get(rank, 0)
+        while bits:
+            low = bits & -bits
+            rp = rules[rule_at[low.bit_length() - 1]]
+            judged[rp.position] = rp.check(facts)
+            bits ^= low
+    return sorted(judged.items())
 
 
 def locators(plan: Plan, ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -4,8 +4,9 @@ The level is the most urgent level that any fired rule sets (the baseline rule a
 A rule whose condition is unknown could still fire: if it would raise the level, its unknown
 findings become the questions still to ask and the answer is provisional.
 
-Which rules need judging comes from the compiled plan (service/engine/plan.py); the answer is
-assembled from precomputed pieces, and its citation locators are shared with the plan (read-only).
+Which rules need judging comes from the compiled plan (service/engine/plan.py), and they are judged
+on every call. What follows from their verdicts is worked out once per distinct set of verdicts
+and shared read-only by every answer with those verdicts (service/engine/frozen.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, NamedTuple
 from service.engine.frozen import freeze
 from service.engine.logic import Facts, PartialSet
 from service.engine.model import KnowledgeBase
-from service.engine.plan import Plan, RulePlan, Verdict, judge, locators, plan_for, scan
+from service.engine.plan import Plan, RulePlan, Verdict, judge, locators, plan_for
 
 DISCLAIMER = (
     "Decision support for clinicians. It does not diagnose; the treating clinician decides. "
@@ -28,58 +29,99 @@ Judged = list[tuple[RulePlan, Verdict]]
 def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     """Evaluate validated request data; returns the response body as plain data."""
     plan = plan_for(kb)
-    seen = scan(plan, request)
-    facts = seen.facts
-    judged = judge(plan, seen)
-    fired = [(rp, out) for rp, out in judged if out[0]]
-    rank = min([rp.rank for rp, _ in fired if rp.rank is not None])
-    level = plan.level_at[rank]
-    conclusions = _conclusions(kb, plan, fired, rank)
-    missing = _missing(kb, plan, judged, rank)
+    seen = plan.read(request)
+    decision = _decision(kb, plan, judge(plan, seen))
     return {
-        "triage": {
-            "level": level.id,
-            "label": level.label,
-            "action": level.action,
-            "provisional": bool(missing),
-            "rules": conclusions.setters,
-            "citations": conclusions.citations,
-        },
-        "causes": conclusions.causes,
-        "referrals": conclusions.referrals,
-        "advice": conclusions.advice,
-        "missing": missing,
-        "trace": [_trace(rp, out, facts) for rp, out in fired],
-        "knowledge": {"version": kb.version, "sha256": kb.sha256},
+        "triage": decision.triage,
+        "causes": decision.causes,
+        "referrals": decision.referrals,
+        "advice": decision.advice,
+        "missing": decision.missing,
+        "trace": _traces(decision, seen.facts),
+        "knowledge": plan.knowledge,
         "disclaimer": DISCLAIMER,
     }
 
 
+class Decision(NamedTuple):
+    """Everything an answer says that follows from the verdicts on the judged rules alone, whoever
+    the patient: read-only, shared by every answer with the same verdicts."""
+
+    triage: dict[str, Any]
+    causes: list[dict[str, Any]]
+    referrals: list[dict[str, Any]]
+    advice: list[dict[str, Any]]
+    missing: list[dict[str, Any]]
+    fired: tuple[tuple[RulePlan, tuple[str, ...]], ...]  # each fired rule with the facts it matched
+    matched: tuple[str, ...]  # those facts, rule after rule: their values key the traces
+    traces: dict[tuple, list[dict[str, Any]]]  # values of `matched` -> the trace
+
+
+DECISIONS_KEPT = 1024  # distinct sets of verdicts remembered per knowledge base (a few MB at most)
+TRACES_KEPT = 64  # distinct traces remembered per decision
+
+
+def _decision(kb: KnowledgeBase, plan: Plan, judged: list[tuple[int, Verdict]]) -> Decision:
+    # The verdicts on the judged rules decide the level, causes, referrals, advice and questions, so
+    # patients with the same verdicts share them; working them out is most of an evaluation. The
+    # verdicts themselves are judged afresh on every call. The table is bounded and emptied when full.
+    key = tuple(judged)
+    found = plan.decisions.get(key)
+    if found is None:
+        found = decide(kb, plan, [(plan.rules[p], out) for p, out in judged])
+        if len(plan.decisions) >= DECISIONS_KEPT:
+            plan.decisions.clear()
+        plan.decisions[key] = found
+    return found
+
+
+def decide(kb: KnowledgeBase, plan: Plan, judged: Judged) -> Decision:
+    """The shared part of the answer for these verdicts, worked out in full."""
+    fired = [(rp, out) for rp, out in judged if out[0]]
+    rank = min([rp.rank for rp, _ in fired if rp.rank is not None])
+    level = plan.level_at[rank]
+    conclusions = conclude(kb, plan, fired, rank)
+    missing = _missing(kb, plan, judged, rank)
+    triage = {
+        "level": level.id,
+        "label": level.label,
+        "action": level.action,
+        "provisional": bool(missing),
+        "rules": conclusions.setters,
+        "citations": conclusions.citations,
+    }
+    return Decision(
+        freeze(triage),
+        conclusions.causes,
+        conclusions.referrals,
+        conclusions.advice,
+        freeze(missing),
+        tuple((rp, out[1]) for rp, out in fired),
+        tuple(path for _, out in fired for path in out[1]),
+        {},
+    )
+
+
+def _traces(decision: Decision, facts: Facts) -> list[dict[str, Any]]:
+    # The trace also shows the values matched, so it is remembered per decision and values.
+    key = tuple([facts[path] for path in decision.matched])
+    found = decision.traces.get(key)
+    if found is None:
+        found = freeze([_trace(rp, matched, facts) for rp, matched in decision.fired])
+        if len(decision.traces) >= TRACES_KEPT:
+            decision.traces.clear()
+        decision.traces[key] = found
+    return found
+
+
 class Conclusions(NamedTuple):
-    """What follows from a set of fired rules alone, whoever the patient: read-only, shared."""
+    """What follows from a set of fired rules alone: level setters, citations, causes, referrals, advice."""
 
     setters: list[str]
     citations: list[dict[str, Any]]
     causes: list[dict[str, Any]]
     referrals: list[dict[str, Any]]
     advice: list[dict[str, Any]]
-
-
-CONCLUSIONS_KEPT = 1024  # distinct sets of fired rules remembered per knowledge base (a few MB at most)
-
-
-def _conclusions(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> Conclusions:
-    # The rules that fired and what each matched decide level, causes, referrals and advice, so
-    # patients who fire the same rules share them. Remembering them is the biggest single saving
-    # per call; the table is bounded and emptied when full.
-    key = tuple([(rp.position, out[1]) for rp, out in fired])
-    found = plan.conclusions.get(key)
-    if found is None:
-        found = conclude(kb, plan, fired, rank)
-        if len(plan.conclusions) >= CONCLUSIONS_KEPT:
-            plan.conclusions.clear()
-        plan.conclusions[key] = found
-    return found
 
 
 def conclude(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> Conclusions:
@@ -210,11 +252,11 @@ def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[d
     ]
 
 
-def _trace(rp: RulePlan, out: Verdict, facts: Facts) -> dict[str, Any]:
+def _trace(rp: RulePlan, matched: tuple[str, ...], facts: Facts) -> dict[str, Any]:
     return {
         "rule": rp.rule.id,
         "statement": rp.rule.statement,
-        "matched": [{"field": path, "value": _plain(facts[path])} for path in out[1]],
+        "matched": [{"field": path, "value": _plain(facts[path])} for path in matched],
     }
 
 
