@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from bench.engine import synthetic_knowledge
 from bench.workload import scenario_mix
 from service.engine import evaluate, triage
+from service.engine import plan as plan_module
 from service.engine.facts import build_facts
 from service.engine.plan import plan_for
 from service.knowledge import load_knowledge
@@ -114,6 +115,18 @@ def test_remembered_tables_stay_bounded(monkeypatch):
         assert evaluate(KB, request) == reference(KB, request)
     assert len(plan.decisions) == 1
     assert [len(d.traces) for d in plan.decisions.values()] == [2]
+
+
+def test_truth_tables_give_fresh_verdicts_and_stay_bounded(monkeypatch):
+    monkeypatch.setattr(plan_module, "VERDICTS_KEPT", 2)
+    plan = plan_module.compile_plan(KB)  # its own, fresh tables
+    mix = scenario_mix()
+    for request in mix + mix:
+        seen = plan.read(request)
+        for rp in plan.rules:
+            assert rp.check(seen.facts) == plan_module._verdict(rp.rule.when.check(seen.facts))
+    tables = [rp.check.table for rp in plan.rules if hasattr(rp.check, "table")]
+    assert tables and all(0 < len(t) <= 2 for t in tables)
 
 
 def _trace_value(answer, rule, field):

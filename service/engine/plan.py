@@ -25,6 +25,7 @@ paths give the answers of the original one-pass engine (tests/reference_engine.p
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,6 @@ class RulePlan:
     position: int  # in knowledge order: answers list rules in this order
     rule: Rule
     rank: int | None  # of the level it sets; None if it sets none
-    always: Verdict | None  # a rule that reads no fact has one verdict, worked out once
     citations: tuple[str, ...]  # citation ids, first occurrence order
     check: Check  # logic.py's three-valued check, compiled for facts without partial sets
     when_all_true: Verdict | None  # a conjunction of atoms alone: its verdict once every atom is true
@@ -61,8 +61,6 @@ class Plan:
     rule_at: dict[int, int] = field(default_factory=dict)  # spare bit index -> rule position
     unknown_masks: dict[str, int] = field(default_factory=dict)  # fact -> groups with an atom on it
     raising: dict[int, int] = field(default_factory=dict)  # rank -> spare bits of rules setting a more urgent level
-    always_judged: dict[int, Verdict] = field(default_factory=dict)  # rules that read no fact -> verdict
-    always_rank: int = 0  # of the most urgent level such a rule sets, or one past the least urgent
     locators: dict[str, dict[str, Any]] = field(default_factory=dict)
     level_rank: dict[str, int] = field(default_factory=dict)
     level_at: dict[int, Level] = field(default_factory=dict)  # rank -> level
@@ -91,7 +89,6 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
     rules = tuple(_rule_plan(i, rule, level_rank) for i, rule in enumerate(kb.rules))
     plan = Plan(
         rules=rules,
-        always_judged={rp.position: rp.always for rp in rules if rp.always is not None},
         locators={cid: freeze(c.locator()) for cid, c in kb.citations.items()},
         level_rank=level_rank,
         level_at={lv.rank: lv for lv in kb.levels.values()},
@@ -104,8 +101,6 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
         advice_citations={aid: tuple(c.id for c in item.citations) for aid, item in kb.advice.items()},
         knowledge=freeze({"version": kb.version, "sha256": kb.sha256}),
     )
-    fired_always = [rp.rank for rp in rules if rp.always and rp.always[0] and rp.rank is not None]
-    plan.always_rank = min(fired_always, default=len(level_rank))
     masks = _lay_out(plan)
     plan.read, plan.reader_source = compile_reader(kb.findings, masks, plan.unknown_masks)
     return plan
@@ -117,15 +112,51 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
 def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePlan:
     atoms = rule.when.atoms()
     conjunction = bool(atoms) and all(isinstance(part, Atom) for part in _conjuncts(rule.when))
+    always = _verdict(rule.when.check({})) if not atoms else None
+    if always is not None:
+        when_all_true = always  # no groups: "all of them covered" always holds
+    elif conjunction:
+        when_all_true = (True, tuple(dict.fromkeys(a.fact for a in atoms)), ())
+    else:
+        when_all_true = None
     return RulePlan(
         position=position,
         rule=rule,
         rank=level_rank[rule.level] if rule.level else None,
-        always=_verdict(rule.when.check({})) if not atoms else None,
         citations=tuple(dict.fromkeys(c.id for c in rule.citations)),
-        check=_compile(rule.when),
-        when_all_true=(True, tuple(dict.fromkeys(a.fact for a in atoms)), ()) if conjunction else None,
+        check=_with_truth_table(_compile(rule.when), tuple(dict.fromkeys(a.fact for a in atoms))),
+        when_all_true=when_all_true,
     )
+
+
+VERDICTS_KEPT = 4096  # entries of one rule's truth table before it is emptied and refilled
+
+
+def _with_truth_table(check: Check, reads: tuple[str, ...]) -> Check:
+    """`check`, remembered per combination of the values of the facts it reads.
+
+    A verdict depends on those values alone, and findings have few values each (enums, small
+    integers, sets of a handful of members), so a rule meets few combinations: its truth table fills
+    as they are first seen and then answers in one lookup. Values are hashable (facts are None,
+    str, int, frozenset or PartialSet); the table is bounded.
+    """
+    if not reads:
+        return check
+    values_of = operator.itemgetter(*reads)
+    table: dict[Any, Verdict] = {}
+
+    def remembered(facts: Facts) -> Verdict:
+        key = values_of(facts)
+        out = table.get(key)
+        if out is None:
+            out = check(facts)
+            if len(table) >= VERDICTS_KEPT:
+                table.clear()
+            table[key] = out
+        return out
+
+    remembered.table = table  # type: ignore[attr-defined]  # for tests
+    return remembered
 
 
 def _conjuncts(condition: Condition) -> Iterable[Condition]:
@@ -227,8 +258,8 @@ def _lay_out(plan: Plan) -> dict[str, dict[Any, int]]:
     unknown: dict[str, int] = {}
     bit = 0
     for rp in plan.rules:
-        if rp.always is not None:
-            continue
+        # A rule without groups (one that reads no fact) gets only its spare bit, with the added 1
+        # on it: it is always among the covered ones, in its place in knowledge order.
         plan.lowest |= 1 << bit
         for group in _groups(rp.rule.when):
             for atom in group:
@@ -264,25 +295,31 @@ def judge(plan: Plan, seen: Scan) -> list[tuple[int, Verdict]]:
     rules, facts = plan.rules, seen.facts
     if seen.partial:
         return [(rp.position, _verdict(rp.rule.when.check(facts))) for rp in rules]
-    judged = plan.always_judged.copy()
-    rank = plan.always_rank
     rule_at = plan.rule_at
-    full = bits = (seen.covered + plan.lowest) & plan.spare  # rules with a true atom in every group
+    judged = []
+    rank = len(plan.level_rank)  # one past the least urgent: the baseline rule always lowers it
+    # Rules with a true atom in every group, in knowledge order (bits are laid out in that order).
+    full = bits = (seen.covered + plan.lowest) & plan.spare
     while bits:
         low = bits & -bits
         rp = rules[rule_at[low.bit_length() - 1]]
-        out = judged[rp.position] = rp.when_all_true or rp.check(facts)
+        out = rp.when_all_true or rp.check(facts)
+        judged.append((rp.position, out))
         if out[0] and rp.rank is not None and rp.rank < rank:
             rank = rp.rank
         bits ^= low
-    if seen.open:
-        bits = ((seen.covered | seen.open) + plan.lowest) & plan.spare & ~full & plan.raising.get(rank, 0)
-        while bits:
-            low = bits & -bits
-            rp = rules[rule_at[low.bit_length() - 1]]
-            judged[rp.position] = rp.check(facts)
-            bits ^= low
-    return sorted(judged.items())
+    if not seen.open:
+        return judged
+    bits = ((seen.covered | seen.open) + plan.lowest) & plan.spare & ~full & plan.raising.get(rank, 0)
+    if not bits:
+        return judged
+    while bits:
+        low = bits & -bits
+        rp = rules[rule_at[low.bit_length() - 1]]
+        judged.append((rp.position, rp.check(facts)))
+        bits ^= low
+    judged.sort()
+    return judged
 
 
 def locators(plan: Plan, ids: Iterable[str]) -> list[dict[str, Any]]:
