@@ -51,7 +51,9 @@ def bodies(draw):
     if draw(st.booleans()):
         body["patient"] = {"age": draw(st.integers(-5, 140)), "sex": draw(st.sampled_from(["female", "male", "x"]))}
     for _ in range(draw(st.integers(0, 3))):
-        path, value = draw(st.sampled_from(PATHS)), draw(ODD_VALUES)
+        # A copy: sampled_from hands out the same dict and list objects, and a later set_path through
+        # one would change it for every example after (once into a cycle).
+        path, value = draw(st.sampled_from(PATHS)), copy.deepcopy(draw(ODD_VALUES))
         with contextlib.suppress(TypeError, AttributeError):  # an earlier change made a parent a non-object
             set_path(body, path, value)
     return body
