@@ -39,8 +39,6 @@ class Budget:
     seconds: float  # each timed wrk run
     rounds: int  # alternating rounds per HTTP comparison
     warmup_seconds: float  # per endpoint before a comparison (0: none)
-    calibrations: int  # pacing calibration runs per endpoint
-    calibrate_seconds: float
     connections: int
     repeat: int  # engine scaling passes
     evaluations_repeat: int  # passes for time_evaluations and the figure's per-evaluation times
@@ -59,8 +57,6 @@ BUDGETS = {
         seconds=3,
         rounds=5,
         warmup_seconds=2,
-        calibrations=3,
-        calibrate_seconds=2,
         connections=16,
         repeat=5,
         evaluations_repeat=20,
@@ -77,8 +73,6 @@ BUDGETS = {
         seconds=1,
         rounds=1,
         warmup_seconds=0,
-        calibrations=1,
-        calibrate_seconds=1,
         connections=16,
         repeat=1,
         evaluations_repeat=1,
@@ -153,9 +147,6 @@ def section_http(budget: Budget, workdir: Path) -> dict[str, dict[str, Any]]:
                 folder,
                 bodies,
                 target_rate=half,
-                saturated_rates=sat["rate"],
-                calibrations=budget.calibrations,
-                calibrate_seconds=budget.calibrate_seconds,
                 **common,
             )
             out["http"] = {"saturation": sat, "paced": pace, "bodies": len(bodies)}

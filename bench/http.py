@@ -311,68 +311,19 @@ def saturation(
     }
 
 
-def calibrate_pause(
-    cycle_at: Callable[[float], float], target_ms: float, cycle_at_zero_ms: float, steps: int
-) -> tuple[float, list[tuple[float, float]]]:
-    """The pause p (ms) at which a connection's cycle, pause + latency, takes target_ms.
-
-    The cycle grows with the pause (flat while the server is saturated), so the root is bracketed by
-    p = 0 (cycle known from the saturation runs) and p = target (the cycle is longer: latency > 0).
-    Each step measures the cycle at a false-position estimate and narrows the bracket; the answer is
-    the estimate from the final bracket. Returns it and the (pause, cycle) points measured.
-    """
-    points = [(0.0, cycle_at_zero_ms)]
-    if cycle_at_zero_ms >= target_ms:  # slower than the target even without a pause: no pause
-        return 0.0, points
-    low: tuple[float, float] = (0.0, cycle_at_zero_ms)
-    high: tuple[float, float] | None = None
-    pause = target_ms
-    for _ in range(steps):
-        cycle = cycle_at(pause)
-        points.append((pause, cycle))
-        if cycle > target_ms:
-            high = (pause, cycle) if high is None or pause < high[0] else high
-        elif pause >= low[0]:
-            low = (pause, cycle)
-        if high is None:  # only below the target so far: assume the latency stays as it is
-            pause = low[0] + target_ms - low[1]
-        else:
-            pause = low[0] + (target_ms - low[1]) * (high[0] - low[0]) / (high[1] - low[1])
-    return max(0.0, pause), points
-
-
 def paced(
     server: Gunicorn,
     folder: Path,
     bodies: Sequence[bytes],
     *,
     target_rate: float,
-    saturated_rates: dict[str, float],
     connections: int,
     seconds: float,
     rounds: int,
-    calibrations: int,
-    calibrate_seconds: float,
 ) -> dict[str, Any]:
-    """Both endpoints at one offered rate: wrk paced with a per-request pause, p99 compared.
-
-    Each endpoint gets its own pause (`calibrate_pause`, `calibrations` runs of `calibrate_seconds`
-    each, starting from its saturating rate at no pause), so both are offered the same rate.
-    """
+    """Both endpoints offered one rate (wrk on a fixed send schedule, bench/wrk.py), p99 compared."""
     paths = {"triage": TRIAGE, "control": CONTROL}
-    target_cycle = connections * 1000.0 / target_rate
-    pause: dict[str, float] = {}
-    calibration: dict[str, list[tuple[float, float]]] = {}
-    for side, path in paths.items():
-
-        def cycle_at(p: float, side: str = side, path: str = path) -> float:
-            script = write_script(folder, path, list(bodies), p)
-            result = run_balanced(server, script, connections=connections, seconds=calibrate_seconds)
-            return connections * 1000.0 / checked(result, f"{side} pacing calibration", server).rate
-
-        zero = connections * 1000.0 / saturated_rates[side]
-        pause[side], calibration[side] = calibrate_pause(cycle_at, target_cycle, zero, calibrations)
-    scripts = {s: write_script(folder, paths[s], list(bodies), pause[s]) for s in paths}
+    scripts = {s: write_script(folder, paths[s], list(bodies), rate=target_rate) for s in paths}
 
     def run(side: str, r: int) -> dict[str, Any]:
         result = run_balanced(server, scripts[side], connections=connections, seconds=seconds)
@@ -385,8 +336,6 @@ def paced(
         "connections": connections,
         "seconds": seconds,
         "rounds": rounds,
-        "pause_ms": pause,
-        "calibration": calibration,
         "runs": runs,
         "rate": {s: _total_rate(rows) for s, rows in runs.items()},
         "p50_ms": {s: statistics.median(r["p50_ms"] for r in rows) for s, rows in runs.items()},

@@ -281,7 +281,6 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
         [
             "POST /v1/triage",
             f"{pace['rate'][t]:.0f}",
-            f"{pace['pause_ms'][t]:.2f}",
             f"{pace['p50_ms'][t]:.2f}",
             f"{pace['p99_ms'][t]:.2f}",
             "-",
@@ -289,7 +288,6 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
         [
             "POST /bench/control",
             f"{pace['rate'][c]:.0f}",
-            f"{pace['pause_ms'][c]:.2f}",
             f"{pace['p50_ms'][c]:.2f}",
             f"{pace['p99_ms'][c]:.2f}",
             "-",
@@ -298,13 +296,12 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
             "p99 ratio triage ÷ control, median of rounds",
             "",
             "",
-            "",
             f"{pace['ratio_median']:.2f}",
             check(pace["ratio_median"], "≤", P99_RATIO_MAX),
         ],
-        ["p99 ratio of the medians", "", "", "", f"{pace['ratio_of_medians']:.2f}", "-"],
+        ["p99 ratio of the medians", "", "", f"{pace['ratio_of_medians']:.2f}", "-"],
     ]
-    pace_table = table(["endpoint", "achieved req/s", "pause ms", "p50 ms", "p99 ms", "target / met?"], prow)
+    pace_table = table(["endpoint", "achieved req/s", "p50 ms", "p99 ms", "target / met?"], prow)
     budget = results["budget"]
     return f"""{title}
 
@@ -322,8 +319,9 @@ Target offered rate {pace["target_rate"]:.0f} requests/s (half the control's {sa
 
 {pace_table}
 
-Per-round p99 ratios: {_rounds(pace["round_ratios"])}. Pacing calibration, pause ms → requests/s
-reached (the first point is the saturation runs): {_calibration(pace)}.
+Per-round p99 ratios: {_rounds(pace["round_ratios"])}. Per round, triage p99 ms:
+{_rounds([r["p99_ms"] for r in pace["runs"]["triage"]])}; control:
+{_rounds([r["p99_ms"] for r in pace["runs"]["control"]])}.
 
 **How measured.** One gunicorn (the production config, app `bench.app:create_bench_app()`: the service
 plus `POST /bench/control`) serves both endpoints. The control goes through the same request cycle
@@ -334,11 +332,11 @@ cycling the {h["bodies"]} bodies of `bench.workload.scenario_mix()` (each clinic
 then partial). Saturation: {sat["rounds"]} rounds of {sat["seconds"]:g} s per endpoint after
 {budget["warmup_seconds"]:g} s of warm-up each, the order alternating every round; requests/s is all
 rounds' requests over their time, p50 and p99 the median over rounds of wrk's per-run percentiles.
-Half rate: wrk is closed-loop, so each connection pauses before every request (Lua `delay()`) with the
-pause set so that connections x 1000 / (pause + latency) is the target; the pause is calibrated per
-endpoint ({budget["calibrations"]} run(s) of {budget["calibrate_seconds"]:g} s each) and the achieved
-rates are shown. Then {pace["rounds"]} alternating rounds of {pace["seconds"]:g} s. A closed loop
-under-reports stalls (a stalled connection stops offering load), so p99 here is a floor. Any
+Half rate: wrk sends on a fixed schedule, one request every 1/rate s whenever a connection is free
+(Lua `delay()` on the monotonic clock, `bench/wrk.py`), so both endpoints are offered the same rate
+whatever their latency; the achieved rates are shown. {pace["rounds"]} alternating rounds of
+{pace["seconds"]:g} s. Latency counts from the moment a request is written: a send slot missed while
+all {pace["connections"]} connections were busy is not counted, so p99 here is a floor. Any
 failed request (non-2xx or socket error) in any wrk run fails the benchmark. gunicorn booted
 {h["worker_boots"]} workers during sections 1 and 4 (beyond the first {results["gunicorn"]["workers"]}: workers
 recycled by max_requests; with the app preloaded a restart is a fork).
@@ -350,14 +348,6 @@ and wrk opens a new one, as nginx renews its keep-alive connections to the repli
 (`keepalive_requests`); the connection count stays fixed. As a check, a run in which the least busy
 worker still used under half the CPU of the busiest is taken again (at most
 {http.BALANCE_ATTEMPTS - 1} times); {h.get("repeated_runs", 0)} run(s) were taken again in sections 1 and 4."""
-
-
-def _calibration(pace: dict[str, Any]) -> str:
-    connections = pace["connections"]
-    return "; ".join(
-        f"{side} " + ", ".join(f"{p:.2f} → {connections * 1000 / cycle:.0f}" for p, cycle in points)
-        for side, points in pace["calibration"].items()
-    )
 
 
 def _engine(e: dict[str, Any]) -> str:

@@ -5,11 +5,16 @@ the server does. Fixed connections; each run prints one JSON line from wrk's `do
 the latency percentiles 1..99 and 99.9 (wrk keeps a histogram, not each request's latency), and the
 failures by kind.
 
-Pacing: wrk is closed-loop (a connection sends its next request when the answer is in). With
-`pause_ms` > 0 each connection waits that long before every request (Lua `delay()`), so the offered
-rate is about connections * 1000 / (pause_ms + latency_ms). wrk's timers count whole milliseconds,
-so a fractional pause is spread over the requests (an accumulator hands out 12, 13, 12, ... ms).
-The latency wrk records starts when the request is written, so it never includes the pause.
+Pacing: wrk is closed-loop (a connection sends its next request when the answer is in), so on its
+own it measures saturation. With `rate` > 0 the script holds a fixed schedule instead, one send
+slot every 1/rate s on the monotonic clock (LuaJIT's ffi calls clock_gettime): whenever a connection
+is ready for its next request, Lua `delay()` hands it the next free slot and wrk waits until then.
+So every endpoint is offered the same rate, whatever its latency (as in wrk2's constant-throughput
+mode, up to the connections open); a late slot is sent at once, so a stall is followed by catch-up
+rather than by a lower rate. wrk's timers count whole milliseconds (a wait is cut to them; the slots
+themselves stay exact). The latency wrk records starts when the request is written, so it never
+includes the wait, and it does not count a slot missed while every connection was busy: p99 is a
+floor.
 
 Connections are renewed as a proxy renews them (RECYCLE_EVERY below), so a run measures the workers
 rather than where the kernel put wrk's opening burst of connections.
@@ -33,7 +38,7 @@ RECYCLE_EVERY = 100
 
 _SCRIPT = """
 local bodies = {%(bodies)s}
-local pause = %(pause_ms)s
+local rate = %(rate)s
 local recycle = %(recycle)d
 local headers = {["Content-Type"] = "application/json"}
 local closing = {["Content-Type"] = "application/json", ["Connection"] = "close"}
@@ -46,7 +51,6 @@ end
 
 function init(args)
   i = offset or 0
-  owed = 0
   sent = 0
 end
 
@@ -59,12 +63,28 @@ function request()
   return wrk.format("POST", "%(path)s", headers, bodies[i])
 end
 
-if pause > 0 then
+if rate > 0 then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock_id, bench_timespec *tp);
+  ]]
+  local now = ffi.new("bench_timespec")
+  local CLOCK_MONOTONIC = 1
+  local interval = 1000 / rate
+
+  local function now_ms()
+    ffi.C.clock_gettime(CLOCK_MONOTONIC, now)
+    return tonumber(now.tv_sec) * 1000 + tonumber(now.tv_nsec) / 1e6
+  end
+
   function delay()
-    owed = owed + pause
-    local whole = math.floor(owed)
-    owed = owed - whole
-    return whole
+    local t = now_ms()
+    slot = (slot or t) + interval
+    if slot <= t then
+      return 0
+    end
+    return math.floor(slot - t)
   end
 end
 
@@ -118,18 +138,18 @@ def wrk_version() -> str:
     return (out.stdout or out.stderr).splitlines()[0].strip()
 
 
-def write_script(
-    folder: Path, path: str, bodies: list[bytes], pause_ms: float = 0.0, recycle: int = RECYCLE_EVERY
-) -> Path:
+def write_script(folder: Path, path: str, bodies: list[bytes], rate: float = 0.0, recycle: int = RECYCLE_EVERY) -> Path:
+    """A script POSTing `bodies` in turn to `path`; `rate` > 0 paces each wrk thread to that many
+    requests per second (the benchmark runs one thread), 0 sends as fast as answers come."""
     lua_bodies = ", ".join(_lua_string(b) for b in bodies)
-    name = f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{pause_ms:.3f}-{recycle}.lua"
+    name = f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{rate:.1f}-{recycle}.lua"
     script = folder / name
     script.write_text(
         _SCRIPT
         % {
             "bodies": lua_bodies,
             "path": path,
-            "pause_ms": f"{max(0.0, pause_ms):.6f}",
+            "rate": f"{max(0.0, rate):.6f}",
             "recycle": max(0, recycle),
             "percentiles": ", ".join(f"{p:g}" for p in PERCENTILES),
         }

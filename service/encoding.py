@@ -12,9 +12,13 @@ from typing import Any
 import flask
 import orjson
 
+from service.engine.answer import Answer
+
 
 def json_response(data: Any, status: int = 200) -> flask.Response:
-    return flask.Response(orjson.dumps(data), status=status, mimetype="application/json")
+    # An engine answer carries its JSON, encoded mostly once per decision (service/engine/answer.py).
+    body = data.json() if type(data) is Answer else orjson.dumps(data)
+    return flask.Response(body, status=status, mimetype="application/json")
 
 
 def canonical_json(data: Any) -> bytes:

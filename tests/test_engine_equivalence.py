@@ -11,6 +11,7 @@ gives the answer a fresh evaluation would, with each patient's own values in the
 import copy
 import json
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,15 +36,19 @@ GENERATED = settings(max_examples=400, deadline=None)
 def test_every_scenario_gets_the_reference_answer(factor):
     kb = KB if factor == 1 else KB10 if factor == 10 else synthetic_knowledge(100)
     for request in scenario_mix():
-        assert evaluate(kb, request) == reference(kb, request)
+        answer = evaluate(kb, request)
+        assert answer == reference(kb, request)
+        assert answer.json() == orjson.dumps(reference(kb, request))
 
 
 @GENERATED
 @given(findings_st())
 def test_generated_requests_get_the_reference_answer(findings):
     request = _valid(findings)
-    assert evaluate(KB, request) == reference(KB, request)
-    assert evaluate(KB10, request) == reference(KB10, request)
+    for kb in (KB, KB10):
+        answer = evaluate(kb, request)
+        assert answer == reference(kb, request)
+        assert answer.json() == orjson.dumps(reference(kb, request))  # the JSON it carries is its own
 
 
 @GENERATED
@@ -57,7 +62,9 @@ def test_sets_known_in_part_get_the_reference_answer(findings, path, data):
     if path.endswith("areas") and get_path(request["findings"], "findings.sensation.status") == "normal":
         set_path(request["findings"], "findings.sensation.status", "reduced")
     set_path(request["findings"], path, {"present": present, "absent": absent})
-    assert evaluate(KB, request) == reference(KB, request)
+    answer = evaluate(KB, request)
+    assert answer == reference(KB, request)
+    assert answer.json() == orjson.dumps(reference(KB, request))
 
 
 @GENERATED
@@ -151,6 +158,8 @@ def test_shared_parts_of_an_answer_refuse_changes():
         answer["causes"][0]["score"] = 0
     with pytest.raises(TypeError):
         answer["causes"].append({})
+    with pytest.raises(TypeError):
+        answer["trace"] = []  # the answer itself too: its JSON would no longer match it
     assert evaluate(KB, scenario_mix()[0]) == answer
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import orjson
+
+from service.engine.answer import Answer, encode_after_trace, encode_before_trace
 from service.engine.frozen import freeze
 from service.engine.logic import Facts, PartialSet
 from service.engine.model import KnowledgeBase
@@ -31,16 +34,20 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     plan = plan_for(kb)
     seen = plan.read(request)
     decision = _decision(kb, plan, judge(plan, seen))
-    return {
-        "triage": decision.triage,
-        "causes": decision.causes,
-        "referrals": decision.referrals,
-        "advice": decision.advice,
-        "missing": decision.missing,
-        "trace": _traces(decision, seen.facts),
-        "knowledge": plan.knowledge,
-        "disclaimer": DISCLAIMER,
-    }
+    trace, trace_json = _traces(decision, seen.facts)
+    return Answer(
+        {
+            "triage": decision.triage,
+            "causes": decision.causes,
+            "referrals": decision.referrals,
+            "advice": decision.advice,
+            "missing": decision.missing,
+            "trace": trace,
+            "knowledge": plan.knowledge,
+            "disclaimer": DISCLAIMER,
+        },
+        (decision.json_before_trace, trace_json, decision.json_after_trace),
+    )
 
 
 class Decision(NamedTuple):
@@ -54,7 +61,9 @@ class Decision(NamedTuple):
     missing: list[dict[str, Any]]
     fired: tuple[tuple[RulePlan, tuple[str, ...]], ...]  # each fired rule with the facts it matched
     matched: tuple[str, ...]  # those facts, rule after rule: their values key the traces
-    traces: dict[tuple, list[dict[str, Any]]]  # values of `matched` -> the trace
+    traces: dict[tuple, tuple[list[dict[str, Any]], bytes]]  # values of `matched` -> the trace, encoded
+    json_before_trace: bytes  # the answer's JSON around its trace (answer.py)
+    json_after_trace: bytes
 
 
 DECISIONS_KEPT = 1024  # distinct sets of verdicts remembered per knowledge base (a few MB at most)
@@ -90,24 +99,30 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged) -> Decision:
         "rules": conclusions.setters,
         "citations": conclusions.citations,
     }
+    before = {
+        "triage": freeze(triage),
+        "causes": conclusions.causes,
+        "referrals": conclusions.referrals,
+        "advice": conclusions.advice,
+        "missing": freeze(missing),
+    }
     return Decision(
-        freeze(triage),
-        conclusions.causes,
-        conclusions.referrals,
-        conclusions.advice,
-        freeze(missing),
+        *before.values(),
         tuple((rp, out[1]) for rp, out in fired),
         tuple(path for _, out in fired for path in out[1]),
         {},
+        encode_before_trace(before),
+        encode_after_trace({"knowledge": plan.knowledge, "disclaimer": DISCLAIMER}),
     )
 
 
-def _traces(decision: Decision, facts: Facts) -> list[dict[str, Any]]:
+def _traces(decision: Decision, facts: Facts) -> tuple[list[dict[str, Any]], bytes]:
     # The trace also shows the values matched, so it is remembered per decision and values.
     key = tuple([facts[path] for path in decision.matched])
     found = decision.traces.get(key)
     if found is None:
-        found = freeze([_trace(rp, matched, facts) for rp, matched in decision.fired])
+        trace = freeze([_trace(rp, matched, facts) for rp, matched in decision.fired])
+        found = (trace, orjson.dumps(trace))
         if len(decision.traces) >= TRACES_KEPT:
             decision.traces.clear()
         decision.traces[key] = found
