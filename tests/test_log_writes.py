@@ -1,0 +1,63 @@
+"""A request's log lines go out in one write when it ends; lines outside a request go out at once.
+
+Each write releases the GIL, which under load costs a hand-over between threads (service/logs.py),
+so a decision must not cost a write of its own. Nothing may be lost or reordered either: the audit
+event, the request line and any error line of one request are written together, in order, before
+the response leaves, and an error still writes them.
+"""
+
+from typing import Any
+
+import orjson
+import pytest
+
+from service import logs
+from tests.scenarios import exam
+
+VALID = {"findings": exam({"slr.result": "weak"})}
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """Every chunk service.logs writes to stdout, as the lines in it."""
+    chunks: list[list[dict[str, Any]]] = []
+    monkeypatch.setattr(logs, "_write", lambda data: chunks.append([orjson.loads(x) for x in data.splitlines()]))
+    return chunks
+
+
+def test_a_decision_and_its_request_line_are_one_write(client, writes):
+    response = client.post("/v1/triage", json=VALID)
+    assert response.status_code == 200
+    assert [[line["event"] for line in chunk] for chunk in writes] == [["triage_decision", "request"]]
+    decision, request = writes[0]
+    assert decision["request_id"] == request["request_id"] == response.headers["X-Request-ID"]
+    assert decision["triage_level"] == response.get_json()["triage"]["level"]
+
+
+def test_every_request_writes_its_own_lines(client, writes):
+    for _ in range(3):
+        assert client.post("/v1/triage", json=VALID).status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert [[line["event"] for line in chunk] for chunk in writes] == [
+        ["triage_decision", "request"],
+        ["triage_decision", "request"],
+        ["triage_decision", "request"],
+        ["request"],
+    ]
+    assert len({chunk[0]["request_id"] for chunk in writes}) == 4
+
+
+def test_an_internal_error_still_writes_its_lines(app, client, writes, monkeypatch):
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as under gunicorn
+    monkeypatch.setattr("service.routes.triage.evaluate", boom)
+    assert client.post("/v1/triage", json=VALID).status_code == 500
+    assert [[line["event"] for line in chunk] for chunk in writes] == [["unhandled_error", "request"]]
+    assert writes[0][1]["status"] == 500
+
+
+def test_a_line_outside_a_request_is_written_at_once(writes):
+    logs.log.info("outside_a_request", count=1)
+    assert writes == [[{**writes[0][0], "event": "outside_a_request", "count": 1}]]
