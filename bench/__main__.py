@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Budget:
     name: str
-    seconds: float  # each timed wrk run
+    seconds: float  # each timed wrk run at saturation
     rounds: int  # alternating rounds per HTTP comparison
+    paced_seconds: float  # each timed wrk run at half rate: longer, so a round's p99 rests on more requests
     warmup_seconds: float  # per endpoint before a comparison (0: none)
     connections: int
     repeat: int  # engine scaling passes
@@ -54,8 +55,11 @@ class Budget:
 BUDGETS = {
     "full": Budget(
         name="full",
-        seconds=3,
-        rounds=5,
+        # Many short alternating rounds: the machine's speed drifts within seconds, and the median
+        # of more paired rounds moves less with it.
+        seconds=2,
+        rounds=9,
+        paced_seconds=4,
         warmup_seconds=2,
         connections=16,
         repeat=5,
@@ -72,6 +76,7 @@ BUDGETS = {
         name="tiny",
         seconds=1,
         rounds=1,
+        paced_seconds=1,
         warmup_seconds=0,
         connections=16,
         repeat=1,
@@ -147,7 +152,7 @@ def section_http(budget: Budget, workdir: Path) -> dict[str, dict[str, Any]]:
                 folder,
                 bodies,
                 target_rate=half,
-                **common,
+                **{**common, "seconds": budget.paced_seconds},
             )
             out["http"] = {"saturation": sat, "paced": pace, "bodies": len(bodies)}
         except Exception as exc:

@@ -416,7 +416,8 @@ def _engine(e: dict[str, Any]) -> str:
 then partial). Scaling (`bench.engine.scaling`): synthetic knowledge bases of 1x, 10x, 100x the real
 rule count (every real rule copied with two extra abnormal-finding conditions, built by the loader's own
 builder), each timed per evaluation over {e["repeat"]} passes that alternate between sizes (rotating
-order), after a warm-up; the 1x base is the bundled knowledge, and its row is the yardstick of the
+order; each timed pass follows an untimed one of the same size, as a service runs one knowledge
+base), after a warm-up; the 1x base is the bundled knowledge, and its row is the yardstick of the
 others. Second table: `bench.engine.time_evaluations` on the knowledge as loaded by the service,
 {e["evaluations_repeat"]} passes. Nearest-rank percentiles, garbage collector on."""
 
