@@ -129,7 +129,9 @@ def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePla
     )
 
 
-VERDICTS_KEPT = 4096  # entries of one rule's truth table before it is emptied and refilled
+# Entries of one rule's truth table before it is emptied and refilled: a verdict and its key take
+# about 200 bytes, so 42 rules hold 2 MB at most (the scenario mix needs 34 entries in all).
+VERDICTS_KEPT = 256
 
 
 def _with_truth_table(check: Check, reads: tuple[str, ...]) -> Check:

@@ -66,8 +66,11 @@ class Decision(NamedTuple):
     json_after_trace: bytes
 
 
-DECISIONS_KEPT = 1024  # distinct sets of verdicts remembered per knowledge base (a few MB at most)
-TRACES_KEPT = 64  # distinct traces remembered per decision
+# Bounds of the remembered tables, per knowledge base and process. A decision with its first trace
+# takes about 21 KB (tracemalloc over the scenario mix), a further trace a few KB: at most about
+# 512 x (21 + 7 x 3) KB, some 20 MB. The scenario mix needs 45 decisions and 50 traces.
+DECISIONS_KEPT = 512
+TRACES_KEPT = 8  # per decision
 
 
 def _decision(kb: KnowledgeBase, plan: Plan, judged: list[tuple[int, Verdict]]) -> Decision:
