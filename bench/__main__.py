@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import sys
 import tempfile
@@ -90,6 +91,17 @@ BUDGETS = {
         cold_starts=1,
     ),
 }
+
+
+def machine_speed_ms() -> float:
+    """The machine's speed now: ms for a fixed pure-Python loop, the best of five. On this shared
+    machine it drifts by 2x within minutes; the report shows it beside the absolute figures."""
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sum(range(1_000_000))
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
 
 
 def say(message: str) -> None:
@@ -235,6 +247,7 @@ def measure(budget: Budget) -> dict[str, Any]:
     """Every section's figures (or its error), with the conditions they were taken in."""
     started = datetime.now(UTC)
     load_before = os.getloadavg()
+    speed = {"start": machine_speed_ms()}
     sections: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="legraise-bench-") as tmp:
         workdir = Path(tmp)
@@ -244,6 +257,7 @@ def measure(budget: Budget) -> dict[str, Any]:
             error = _error(exc)
             sections["http"] = {"error": error}
             sections["batch"] = {"error": error}
+        speed["engine"] = machine_speed_ms()
         sections["engine"] = _guarded(lambda: section_engine(budget))
         sections["zen"] = _guarded(lambda: section_zen(budget))
         sections["cds"] = _guarded(lambda: section_cds(budget))
@@ -254,6 +268,7 @@ def measure(budget: Budget) -> dict[str, Any]:
         "seconds": (datetime.now(UTC) - started).total_seconds(),
         "load_before": load_before,
         "load_after": os.getloadavg(),
+        "machine_speed_ms": {**speed, "end": machine_speed_ms()},
         "gunicorn": http.gunicorn_settings(),
         "sections": sections,
     }

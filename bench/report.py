@@ -237,6 +237,7 @@ taken; a missed target is marked **NO** below.
 |---|---|
 {chr(10).join(f"| {k} | {val} |" for k, val in m.items())}
 | load average (1/5/15 min) | {load} at the start, {load_after} at the end |
+| machine speed: ms for `sum(range(10**6))`, best of 5 | {_speed(results)} |
 
 | software | version |
 |---|---|
@@ -348,6 +349,16 @@ and wrk opens a new one, as nginx renews its keep-alive connections to the repli
 (`keepalive_requests`); the connection count stays fixed. As a check, a run in which the least busy
 worker still used under half the CPU of the busiest is taken again (at most
 {http.BALANCE_ATTEMPTS - 1} times); {h.get("repeated_runs", 0)} run(s) were taken again in sections 1 and 4."""
+
+
+def _speed(results: dict[str, Any]) -> str:
+    speed = results.get("machine_speed_ms")
+    if not speed:
+        return "not measured"
+    return (
+        f"{speed['start']:.1f} at the start, {speed['engine']:.1f} before section 2, {speed['end']:.1f} at the end"
+        " (lower is faster; the absolute figures below scale with it)"
+    )
 
 
 def _engine(e: dict[str, Any]) -> str:
