@@ -30,7 +30,8 @@ Judged = list[tuple[RulePlan, Verdict]]
 
 
 def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate validated request data; returns the response body as plain data."""
+    """Evaluate validated request data; returns the response body as read-only plain data (an Answer,
+    which also carries its JSON: service/engine/answer.py)."""
     plan = plan_for(kb)
     seen = plan.read(request)
     decision = _decision(kb, plan, judge(plan, seen))
