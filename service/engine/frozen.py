@@ -1,6 +1,6 @@
 """Read-only dicts and lists for the parts of an answer that answers share.
 
-Citation locators and the conclusions drawn from a set of fired rules are built once and then reused
+Citation locators and what follows from a set of verdicts (triage.Decision) are built once and then reused
 by every answer that needs them. If any caller changed one in place, later patients would get that
 change. So a shared part refuses changes with TypeError. It still compares, encodes (orjson, json)
 and reads like a plain dict or list, and a copy (copy.deepcopy, pickle) is a plain, changeable one.

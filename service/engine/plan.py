@@ -112,11 +112,11 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
 def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePlan:
     atoms = rule.when.atoms()
     conjunction = bool(atoms) and all(isinstance(part, Atom) for part in _conjuncts(rule.when))
-    always = _verdict(rule.when.check({})) if not atoms else None
-    if always is not None:
-        when_all_true = always  # no groups: "all of them covered" always holds
+    reads = tuple(dict.fromkeys(a.fact for a in atoms))
+    if not atoms:
+        when_all_true = _verdict(rule.when.check({}))  # no groups: "all of them covered" always holds
     elif conjunction:
-        when_all_true = (True, tuple(dict.fromkeys(a.fact for a in atoms)), ())
+        when_all_true = (True, reads, ())
     else:
         when_all_true = None
     return RulePlan(
@@ -124,7 +124,7 @@ def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePla
         rule=rule,
         rank=level_rank[rule.level] if rule.level else None,
         citations=tuple(dict.fromkeys(c.id for c in rule.citations)),
-        check=_with_truth_table(_compile(rule.when), tuple(dict.fromkeys(a.fact for a in atoms))),
+        check=_with_truth_table(_compile(rule.when), reads),
         when_all_true=when_all_true,
     )
 
@@ -312,15 +312,15 @@ def judge(plan: Plan, seen: Scan) -> list[tuple[int, Verdict]]:
         bits ^= low
     if not seen.open:
         return judged
+    # Rules still open that would raise the level: they interleave with the ones above.
     bits = ((seen.covered | seen.open) + plan.lowest) & plan.spare & ~full & plan.raising.get(rank, 0)
-    if not bits:
-        return judged
-    while bits:
-        low = bits & -bits
-        rp = rules[rule_at[low.bit_length() - 1]]
-        judged.append((rp.position, rp.check(facts)))
-        bits ^= low
-    judged.sort()
+    if bits:
+        while bits:
+            low = bits & -bits
+            rp = rules[rule_at[low.bit_length() - 1]]
+            judged.append((rp.position, rp.check(facts)))
+            bits ^= low
+        judged.sort()
     return judged
 
 
