@@ -10,6 +10,8 @@ POST /v1/triage is what validation, the engine, encoding and the audit cost. Nev
 
 from __future__ import annotations
 
+from typing import Any
+
 import flask
 import orjson
 
@@ -35,9 +37,9 @@ def wire(data: object) -> bytes:
     return orjson.dumps(data)
 
 
-def create_bench_app() -> flask.Flask:
+def create_bench_app(config: dict[str, Any] | None = None) -> flask.Flask:
     ROUTE_SCOPES[CONTROL] = "triage"  # same credentials as /v1/triage (open on loopback in the bench)
-    app = create_app()
+    app = create_app(config)
     answers = canned_answers()
     fallback = answers[wire(typical_request())]
 

@@ -65,12 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/v1/triage")
     parser.add_argument("--html", type=Path, help="also write pyinstrument's HTML view here")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TRIAGE_API_OPEN", "true")
     from bench.app import create_bench_app
 
     bodies = [orjson.dumps(b) for b in scenario_mix()]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        app = create_bench_app()
+        app = create_bench_app({"API_OPEN": True})  # in process only; no environment change
         call_all(app, args.path, bodies, 200)  # warm up
         control = call_all(app, "/bench/control", bodies, args.calls)
         profiler = Profiler(interval=0.0002)
