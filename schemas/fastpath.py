@@ -75,9 +75,11 @@ class _Writer:
         source = [
             f"def {function}(value):  # {where}",
             "    if type(value) is not dict: return False",
-            "    for key in value:",
-            f"        if key not in {keys}: return False",
-            *(f"    {line}" for line in body),
+            f"    if not {keys}.issuperset(value): return False",
+            "    try:",
+            *(f"        {line}" for line in body),
+            "    except TypeError:  # an unhashable value tested against a set of choices",
+            "        return False",
             *(f"    if not {check}(value): return False" for check in whole),
             "    return True",
         ]
@@ -100,7 +102,12 @@ class _Writer:
             lines = [f"if type({var}) is not list: return False", f"for {item} in {var}:"]
             lines += [f"    {line}" for line in inner]
         elif type(field) is fields.String:
-            lines = [f"if type({var}) is not str: return False"]
+            if any(type(v) is validate.OneOf and all(type(c) is str for c in v.choices) for v in field.validators):
+                # The choices are strings, and no other JSON value equals one: the choice test alone
+                # is the type test. (A str subclass passes, as marshmallow's String takes it unchanged.)
+                lines = []
+            else:
+                lines = [f"if type({var}) is not str: return False"]
         elif isinstance(field, fields.Integer) and field.strict and type(field).__name__ == "StrictInteger":
             lines = [f"if type({var}) is not int: return False"]  # type() is int: bool is refused like StrictInteger
         else:
@@ -170,9 +177,13 @@ class FastLoadSchema(Schema):
         """Compile once, at import of the schema module, so a schema it cannot handle stops start-up."""
         cls._fast_check = compile_schema(cls())
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The checks were compiled for the whole schema: an instance limited by only/exclude has none.
+        self._fast_load = type(self)._fast_check if self.only is None and not self.exclude else None
+
     def load(self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: Any = None) -> Any:
-        check = type(self)._fast_check
-        plain = many is None and partial is None and unknown in (None, RAISE) and self.only is None
-        if check is not None and plain and not self.exclude and check(data):
+        check = self._fast_load
+        if check is not None and many is None and partial is None and unknown in (None, RAISE) and check(data):
             return data
         return super().load(data, many=many, partial=partial, unknown=unknown)

@@ -16,6 +16,7 @@ from service.knowledge.texts import verify_texts
 from service.logs import configure_logging, init_request_logging, log
 from service.metrics import init_metrics
 from service.problem import ProblemApi
+from service.routes import KNOWLEDGE
 
 
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
@@ -31,7 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     texts_dir = app.config["SOURCE_TEXTS_DIR"]
     if texts_dir:
         verify_texts(kb, texts_dir)  # raises with every mismatch listed
-    app.extensions["triage_knowledge"] = kb
+    app.extensions[KNOWLEDGE] = kb
     log.info(
         "knowledge_loaded", version=kb.version, sha256=kb.sha256, rules=len(kb.rules), texts_verified=bool(texts_dir)
     )

@@ -235,9 +235,20 @@ class StrictJSONParser(FlaskParser):
     """JSON bodies must say they are JSON (else 415) and be unambiguous (else 400)."""
 
     def _raw_load_json(self, req: flask.Request) -> Any:
-        if not is_json_request(req):
+        # The usual header checked as it is before werkzeug parses it (its options, case, +json).
+        if req.environ.get("CONTENT_TYPE") != "application/json" and not is_json_request(req):
             abort(415, message="Send the body as application/json.")
         return parse_strict_json(read_whole_body(req))
+
+    def parse_body(self, schema: marshmallow.Schema, req: flask.Request) -> Any:
+        """What parse(schema, req, location="json") returns, without webargs' location machinery
+        for a body that loads cleanly: for a JSON body, parse only adds hooks this parser leaves at
+        their defaults. Anything else (a 415, bad JSON, a ValidationError) is parsed again by parse
+        itself, so every error is webargs' own answer (the body is read once and cached)."""
+        try:
+            return schema.load(self._raw_load_json(req))
+        except (json.JSONDecodeError, UnicodeDecodeError, marshmallow.ValidationError):
+            return self.parse(schema, req, location="json")
 
     def _handle_invalid_json_error(self, error: Exception, req: flask.Request, *args: Any, **kwargs: Any) -> NoReturn:
         reason = getattr(error, "reason", "malformed JSON")
@@ -256,20 +267,45 @@ class Blueprint(flask_smorest.Blueprint):
     def doc(self, **kwargs: Any) -> Callable[[Callable], Callable]:
         return _doc_only(super().doc(**kwargs))
 
-    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Callable], Callable]:
+    def response(self, *args: Any, returns_response: bool = False, **kwargs: Any) -> Callable[[Callable], Callable]:
+        """flask-smorest's response; with returns_response=True, for a view that returns the finished
+        flask.Response (its body already in the schema's shape), only the documentation: the wrapper
+        would pass that response through unchanged, at a call layer and a coroutine check per request."""
+        decorator = super().response(*args, **kwargs)
+        return _doc_only(decorator) if returns_response else decorator
+
+    def arguments(
+        self, schema: Any, *, location: str = "json", max_content_length: str | None = None, **kwargs: Any
+    ) -> Callable[[Callable], Callable]:
         """flask-smorest's arguments, documented the same; a JSON body given as a schema instance is
-        parsed by one direct ARGUMENTS_PARSER.parse call instead of through two wrapper layers (the
-        same parse: the same 400, 415 and 422 answers)."""
+        parsed by one StrictJSONParser.parse_body call instead of through two wrapper layers (the
+        same parse: the same 400, 415 and 422 answers).
+
+        max_content_length names the config key of this route's own body limit, set before the body
+        is read; MAX_CONTENT_LENGTH stays the limit everywhere else.
+        """
         documented = super().arguments(schema, location=location, **kwargs)
         webargs_options = set(kwargs) - {"content_type", "required", "description", "example", "examples"}
         if location != "json" or not isinstance(schema, marshmallow.Schema) or webargs_options:
+            if max_content_length:
+                raise TypeError("max_content_length needs a JSON body given as a schema instance")
             return documented
-        parse = self.ARGUMENTS_PARSER.parse
+        parse_body = self.ARGUMENTS_PARSER.parse_body
 
         def decorator(view: Callable) -> Callable:
-            @functools.wraps(view)
-            def parse_then_view(*args: Any, **view_args: Any) -> Any:
-                return view(*args, parse(schema, flask.request, location="json"), **view_args)
+            if max_content_length:
+
+                @functools.wraps(view)
+                def parse_then_view(*args: Any, **view_args: Any) -> Any:
+                    request = flask.request
+                    request.max_content_length = flask.current_app.config[max_content_length]
+                    return view(*args, parse_body(schema, request), **view_args)
+
+            else:
+
+                @functools.wraps(view)
+                def parse_then_view(*args: Any, **view_args: Any) -> Any:
+                    return view(*args, parse_body(schema, flask.request), **view_args)
 
             parse_then_view._apidoc = documented(view)._apidoc  # type: ignore[attr-defined]
             return parse_then_view

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import flask
 import pytest
 
 from schemas.triage import PAIN_LOCATIONS
@@ -321,6 +322,23 @@ def test_triage_accepts_json_with_charset(client):
         "/v1/triage", data=b'{"findings": {}}', headers={"Content-Type": "application/json; charset=utf-8"}
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "application/json;charset=UTF-8", "application/x+json"])
+def test_triage_takes_every_json_media_type_webargs_takes(client, content_type):
+    # The exact header "application/json" is checked before werkzeug parses it; the rest still is.
+    response = client.post("/v1/triage", data=b'{"findings": {}}', headers={"Content-Type": content_type})
+    assert response.status_code == 200
+
+
+def test_the_body_parse_is_webargs_parse(app):
+    from service.routes.triage import TRIAGE_REQUEST_SCHEMA, blp
+
+    parser = blp.ARGUMENTS_PARSER
+    for body in (b'{"findings": {"bladder": "retention"}}', b'{"findings": {}, "patient": {"age": 40}}'):
+        with app.test_request_context("/v1/triage", method="POST", data=body, headers=JSON):
+            fast = parser.parse_body(TRIAGE_REQUEST_SCHEMA, flask.request)
+            assert fast == parser.parse(TRIAGE_REQUEST_SCHEMA, flask.request, location="json")
 
 
 def test_knowledge(client, kb):

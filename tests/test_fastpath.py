@@ -12,7 +12,7 @@ import copy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 
 from bench.workload import scenario_mix
 from schemas.base import StrictSchema
@@ -20,6 +20,7 @@ from schemas.fastpath import FastLoadSchema, NoFastPath, compile_schema
 from schemas.triage import TriageRequest, TriageResponse
 from service.engine import evaluate
 from service.knowledge import load_knowledge
+from service.routes.triage import TRIAGE_REQUEST_SCHEMA
 from tests.scenarios import get_path, set_path
 from tests.test_safety import findings_st
 
@@ -102,6 +103,22 @@ def test_booleans_and_floats_are_not_integers():
         assert not CHECK(body) and not _marshmallow(body)[0]
 
 
+@pytest.mark.parametrize("value", [[], {}, ["male"], {"male": 1}, 1, True, None, 2.5, b"male"])
+def test_a_choice_refuses_every_other_json_value(value):
+    # The fast path tests a choice by set membership alone: unhashable values and values of other
+    # types must fail it, as marshmallow's String with OneOf refuses them (or, for bytes, decodes them).
+    for body in ({"patient": {"sex": value}, "findings": {}}, {"findings": {"pain": {"locations": [value]}}}):
+        accepted, loaded = _marshmallow(body)
+        assert not CHECK(body) and (not accepted or loaded != body)
+
+
+def test_a_string_field_with_other_choices_keeps_its_type_test():
+    class Coded(StrictSchema):
+        code = fields.String(validate=validate.OneOf([1, 2]))
+
+    assert not compile_schema(Coded())({"code": 1})  # marshmallow's String refuses the int 1
+
+
 def test_a_schema_the_compiler_does_not_understand_stops_it():
     class Lenient(StrictSchema):
         when = fields.DateTime()
@@ -120,6 +137,8 @@ def test_a_schema_the_compiler_does_not_understand_stops_it():
 def test_the_fast_path_is_compiled_at_import():
     assert isinstance(TriageRequest(), FastLoadSchema)
     assert TriageRequest._fast_check is not None
+    assert TRIAGE_REQUEST_SCHEMA._fast_load is TriageRequest._fast_check  # the routes' own instance
+    assert TriageRequest(only=("findings",))._fast_load is None  # compiled for the whole schema only
 
 
 def test_the_answer_is_already_what_the_response_schema_would_send():

@@ -6,6 +6,7 @@ event, the request line and any error line of one request are written together, 
 the response leaves, and an error still writes them.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -61,3 +62,28 @@ def test_an_internal_error_still_writes_its_lines(app, client, writes, monkeypat
 def test_a_line_outside_a_request_is_written_at_once(writes):
     logs.log.info("outside_a_request", count=1)
     assert writes == [[{**writes[0][0], "event": "outside_a_request", "count": 1}]]
+
+
+def test_a_line_is_stamped_with_its_request_level_and_utc_time(client, writes, monkeypatch):
+    # The stamping step stands in for structlog's merge_contextvars, add_log_level and TimeStamper.
+    monkeypatch.setattr(logs.time, "time", lambda: 1764657925.25)  # 2025-12-02T06:45:25.25 UTC
+    response = client.post("/v1/triage", json=VALID, headers={"X-Request-ID": "stamp-1"})
+    decision, request = writes[0]
+    for line in (decision, request):
+        assert line["request_id"] == "stamp-1" == response.headers["X-Request-ID"]
+        assert line["level"] == "info"
+        assert line["timestamp"] == "2025-12-02T06:45:25.250000Z"
+
+
+def test_the_timestamp_is_isoformat_to_the_microsecond_across_seconds(monkeypatch):
+    for now in (1764657925.0, 1764657925.999999, 1764657926.5, 1764657925.5):  # back in time too
+        monkeypatch.setattr(logs.time, "time", lambda now=now: now)
+        expected = datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        assert logs.utc_timestamp() == expected
+
+
+def test_a_warning_outside_a_request_has_no_request_context(writes):
+    logs._request_context.set(None)
+    logs.log.warn("outside", count=1)
+    [[line]] = writes
+    assert line["level"] == "warning" and "request_id" not in line

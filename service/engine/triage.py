@@ -122,7 +122,7 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged) -> Decision:
 
 def _traces(decision: Decision, facts: Facts) -> tuple[list[dict[str, Any]], bytes]:
     # The trace also shows the values matched, so it is remembered per decision and values.
-    key = tuple([facts[path] for path in decision.matched])
+    key = tuple(map(facts.__getitem__, decision.matched))
     found = decision.traces.get(key)
     if found is None:
         trace = freeze([_trace(rp, matched, facts) for rp, matched in decision.fired])

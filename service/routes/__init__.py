@@ -4,6 +4,8 @@ import flask
 
 from service.engine.model import KnowledgeBase
 
+KNOWLEDGE = "triage_knowledge"  # the app's knowledge base, in app.extensions
+
 
 def knowledge_base() -> KnowledgeBase:
-    return flask.current_app.extensions["triage_knowledge"]
+    return flask.current_app.extensions[KNOWLEDGE]

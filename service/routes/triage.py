@@ -16,10 +16,9 @@ from service.engine import evaluate
 from service.engine.model import KnowledgeBase
 from service.knowledge import load_knowledge
 from service.problem import Blueprint, validation_problem
-from service.routes import knowledge_base
+from service.routes import KNOWLEDGE, knowledge_base
 
 blp = Blueprint("triage", __name__, url_prefix="/v1", description="Evaluate exam findings.")
-BATCH_ENDPOINT = "triage.triage_batch"
 BATCH_TOO_LARGE = "Body larger than BATCH_MAX_CONTENT_LENGTH (4 MiB by default)."
 
 
@@ -37,7 +36,7 @@ BATCH_REQUEST_SCHEMA = BatchRequest()
 
 @blp.route("/triage", methods=["POST"])
 @blp.arguments(TRIAGE_REQUEST_SCHEMA, example=TRIAGE_REQUEST)
-@blp.response(200, TriageResponse, example=example(evaluate(load_knowledge(), TRIAGE_REQUEST)))
+@blp.response(200, TriageResponse, example=example(evaluate(load_knowledge(), TRIAGE_REQUEST)), returns_response=True)
 @blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
 @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE", description="Body larger than 64 KiB.")
 @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE", description="Body not sent as application/json.")
@@ -48,8 +47,9 @@ def triage(body: dict[str, Any]) -> flask.Response:
     Returns the level, ranked causes, referrals, advice, the questions still to ask and the
     rule trace. Deterministic: the same findings and knowledge version give the same answer.
     """
-    result = evaluate(knowledge_base(), body)
-    audit_decision("api", body, result, flask.current_app.config["AUDIT_HASH_KEY"])
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not two
+    result = evaluate(app.extensions[KNOWLEDGE], body)
+    audit_decision("api", body, result, app.config["AUDIT_HASH_KEY"])
     return json_response(result)  # already in TriageResponse's shape: no dump needed
 
 
@@ -80,16 +80,15 @@ def answer_batch(kb: KnowledgeBase, cases: list[Any]) -> tuple[dict[str, Any], l
     return body, decided
 
 
-@blp.before_request
-def _batch_body_limit() -> None:
-    # The batch route's own limit, set before the body is read: MAX_CONTENT_LENGTH stays 64 KiB elsewhere.
-    if flask.request.endpoint == BATCH_ENDPOINT:
-        flask.request.max_content_length = flask.current_app.config["BATCH_MAX_CONTENT_LENGTH"]
-
-
 @blp.route("/triage/batch", methods=["POST"])
-@blp.arguments(BATCH_REQUEST_SCHEMA, example=BATCH_REQUEST)
-@blp.response(200, BatchResponse, example=example(answer_batch(load_knowledge(), BATCH_REQUEST["cases"])[0]))
+# The batch route's own body limit, BATCH_MAX_CONTENT_LENGTH; MAX_CONTENT_LENGTH stays 64 KiB elsewhere.
+@blp.arguments(BATCH_REQUEST_SCHEMA, example=BATCH_REQUEST, max_content_length="BATCH_MAX_CONTENT_LENGTH")
+@blp.response(
+    200,
+    BatchResponse,
+    example=example(answer_batch(load_knowledge(), BATCH_REQUEST["cases"])[0]),
+    returns_response=True,
+)
 @blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
 @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE", description=BATCH_TOO_LARGE)
 @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE", description="Body not sent as application/json.")
