@@ -58,17 +58,24 @@ class _Writer:
             if schema._hooks[tag]:
                 raise NoFastPath(f"{where}: {tag} hooks would change or judge the body")
         body: list[str] = []
+        choices = _choices_of_every_field(schema)
         for name, field in schema.fields.items():
             if field.dump_only or field.data_key not in (None, name) or field.attribute not in (None, name):
                 raise NoFastPath(f"{where}.{name}: renamed or dump-only fields")
             if field.load_default is not missing:
                 raise NoFastPath(f"{where}.{name}: a default would add a key")
+            if choices is not None:
+                continue
             lines = self.field(field, "v0", f"{where}.{name}", depth=0)
             body.append(f"v0 = value.get({name!r}, MISSING)")
             if field.required:
                 body.append("if v0 is MISSING: return False")
             body.append("if v0 is not MISSING:")
             body += [f"    {line}" for line in lines]
+        if choices is not None:
+            # Every field an optional string choice: one pass over the keys present instead of a
+            # lookup per field (they are known to be fields by then).
+            body = ["for key, v0 in value.items():", f"    if v0 not in {self.constant(choices)}[key]: return False"]
         keys = self.constant(frozenset(schema.fields))
         whole = [self.constant(_schema_validator(schema, hook)) for hook in schema._hooks[VALIDATES_SCHEMA]]
         function = f"s{len(self.functions)}"  # after the nested schemas' own, written above
@@ -149,6 +156,21 @@ class _Writer:
         check = namespace[entry]
         check.source = source  # type: ignore[attr-defined]  # for reading and debugging
         return check
+
+
+def _choices_of_every_field(schema: Schema) -> dict[str, frozenset[str]] | None:
+    """Field name -> its string choices, when every field is an optional String whose one validator
+    is a OneOf of strings; else None."""
+    choices = {}
+    for name, field in schema.fields.items():
+        validators = field.validators
+        if type(field) is not fields.String or field.required or len(validators) != 1:
+            return None
+        (one,) = validators
+        if type(one) is not validate.OneOf or not all(type(c) is str for c in one.choices):
+            return None
+        choices[name] = frozenset(one.choices)
+    return choices
 
 
 def _schema_validator(schema: Schema, hook: tuple[str, bool, dict]) -> Check:
