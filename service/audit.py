@@ -8,6 +8,7 @@ import hmac
 from typing import Any
 
 from service.encoding import canonical_json
+from service.engine.answer import Answer
 from service.logs import log
 from service.metrics import record_decision
 
@@ -33,7 +34,7 @@ def _keyed(key: str) -> hmac.HMAC:
     return hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
 
 
-def audit_decision(channel: str, request: dict[str, Any], result: dict[str, Any], key: str = "") -> None:
+def audit_decision(channel: str, request: dict[str, Any], result: Answer, key: str = "") -> None:
     """Log the decision (request id comes from the log context) and count it in the metrics."""
     triage, knowledge = result["triage"], result["knowledge"]
     log.info(
@@ -41,7 +42,7 @@ def audit_decision(channel: str, request: dict[str, Any], result: dict[str, Any]
         channel=channel,
         triage_level=triage["level"],
         provisional=triage["provisional"],
-        rules=[t["rule"] for t in result["trace"]],
+        rules=result.rules,  # the trace's rules, in its order
         knowledge_version=knowledge["version"],
         knowledge_sha256=knowledge["sha256"],
         findings_fingerprint=findings_fingerprint(request, key),

@@ -19,13 +19,15 @@ AFTER_TRACE = ("knowledge", "disclaimer")  # around "trace"
 
 
 class Answer(FrozenDict):
-    """An answer: a read-only dict, plus `json()`, its encoding."""
+    """An answer: a read-only dict, plus `json()`, its encoding, and `rules`, the ids of the rules in
+    its trace in the trace's order (what the audit line lists), shared read-only like the trace."""
 
-    __slots__ = ("_json",)
+    __slots__ = ("_json", "rules")
 
-    def __init__(self, data: dict[str, Any], json_parts: tuple[bytes, ...]) -> None:
+    def __init__(self, data: dict[str, Any], json_parts: tuple[bytes, ...], rules: list[str]) -> None:
         dict.__init__(self, data)
         self._json = json_parts
+        self.rules = rules
 
     def json(self) -> bytes:
         return b"".join(self._json)

@@ -48,6 +48,7 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
             "disclaimer": DISCLAIMER,
         },
         (decision.json_before_trace, trace_json, decision.json_after_trace),
+        decision.rule_ids,
     )
 
 
@@ -62,6 +63,7 @@ class Decision(NamedTuple):
     missing: list[dict[str, Any]]
     fired: tuple[tuple[RulePlan, tuple[str, ...]], ...]  # each fired rule with the facts it matched
     matched: tuple[str, ...]  # those facts, rule after rule: their values key the traces
+    rule_ids: list[str]  # the fired rules' ids, in trace order
     traces: dict[tuple, tuple[list[dict[str, Any]], bytes]]  # values of `matched` -> the trace, encoded
     json_before_trace: bytes  # the answer's JSON around its trace (answer.py)
     json_after_trace: bytes
@@ -114,6 +116,7 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged) -> Decision:
         *before.values(),
         tuple((rp, out[1]) for rp, out in fired),
         tuple(path for _, out in fired for path in out[1]),
+        freeze([rp.rule.id for rp, _ in fired]),
         {},
         encode_before_trace(before),
         encode_after_trace({"knowledge": plan.knowledge, "disclaimer": DISCLAIMER}),
