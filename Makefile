@@ -6,7 +6,7 @@ SEEDS  ?= ../shared/seeds
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench profile lint format openapi cite manifest lock clean
+.PHONY: install run test bench profile screenshot lint format openapi cite manifest lock clean
 
 # Creates or reuses .venv; reinstalls when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -45,6 +45,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	bash tools/ensure-debian-packages.sh wrk
 	$(BIN)/python -m bench
+
+# docs/api-docs.png, the README's picture of /docs: taken by the browser test itself.
+screenshot: $(STAMP)
+	DOCS_SCREENSHOT=$(CURDIR)/docs/api-docs.png $(BIN)/python -m pytest -q tests/test_docs_browser.py
 
 # Where a triage call spends its time, in process (pyinstrument); see docs/performance.md.
 profile: $(STAMP)

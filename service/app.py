@@ -51,10 +51,11 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
             "description": "CDS Hooks client JWT (ES384/RS384).",
         },
     )
-    from service.routes import cds, health, knowledge, sources, triage
+    from service.routes import cds, docs, health, knowledge, sources, triage
 
     for module in (triage, knowledge, sources, health, cds):
         api.register_blueprint(module.blp)
+    app.register_blueprint(docs.blp)  # a plain blueprint: the docs are not in their own OpenAPI document
 
     @app.get("/openapi.yaml")
     def openapi_yaml() -> flask.Response:

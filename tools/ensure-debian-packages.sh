@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the commands the live-server tests need are installed (Debian/Ubuntu).
 #
-#   tools/ensure-debian-packages.sh nginx [wrk]
+#   tools/ensure-debian-packages.sh nginx [wrk] [chromium]
 #
 # For each COMMAND that is not found (on PATH or in /usr/sbin, /sbin, /usr/local/sbin), install its
 # Debian package with `apt-get install -y --no-install-recommends` when running as root or with
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 COMMAND... (known: nginx wrk)" >&2
+    echo "usage: $0 COMMAND... (known: nginx wrk chromium)" >&2
     exit 2
 }
 
@@ -22,6 +22,7 @@ packages_for() {
     case "$1" in
         nginx) echo "nginx-light nginx" ;;
         wrk) echo "wrk" ;;
+        chromium) echo "chromium" ;;
         *) return 1 ;;
     esac
 }
