@@ -35,7 +35,7 @@ run: $(STAMP)
 # The live-server tests need nginx, the benchmark smoke test wrk (installed here when missing and
 # possible, else the exact command is printed).
 test: $(STAMP)
-	bash tools/ensure-debian-packages.sh nginx wrk
+	bash tools/ensure-debian-packages.sh nginx wrk chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest

@@ -31,7 +31,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    if not Path(CHROMIUM).exists():
+    if not Path(CHROMIUM).exists():  # make test installs it; a bare pytest run may not have
         subprocess.run(["bash", str(ROOT / "tools" / "ensure-debian-packages.sh"), "chromium"], check=True)
     with running(tmp_path_factory.mktemp("docs"), {"WEB_CONCURRENCY": "1", "TRIAGE_DOCS_OPEN": "true"}) as replica:
         yield replica
