@@ -38,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     )
 
     init_request_logging(app)
+    _name_the_knowledge(app, kb)
     init_access(app)
     init_metrics(app)
     _init_cds(app, kb)
@@ -63,6 +64,20 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
 
     app.extensions["triage_api"] = api
     return app
+
+
+KNOWLEDGE_VERSION_HEADER = "X-Knowledge-Version"  # on every response (versioning policy: CHANGELOG.md)
+
+
+def _name_the_knowledge(app: flask.Flask, kb: KnowledgeBase) -> None:
+    # Every response, errors included, says which knowledge base answered: a client can tell a
+    # changed answer from a changed knowledge base without reading the body.
+    version = kb.version
+
+    @app.after_request
+    def _knowledge_header(response: flask.Response) -> flask.Response:
+        response.headers[KNOWLEDGE_VERSION_HEADER] = version
+        return response
 
 
 def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:

@@ -72,7 +72,7 @@ def init_access(app: flask.Flask) -> AccessPolicy:
             resources={r"/(v1|cds-services)(/.*)?": {"origins": origins}},
             methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Knowledge-Version"],
             max_age=600,
         )
     if policy.open:

@@ -393,3 +393,13 @@ def test_readyz(client, kb):
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "pass", "knowledge": {"version": kb.version, "sha256": kb.sha256}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("post", "/v1/triage", VALID), ("post", "/v1/triage", {"findings": {"x": 1}}), ("get", "/v1/knowledge", None),
+     ("get", "/readyz", None), ("get", "/no/such/path", None), ("get", "/docs", None)],
+)  # fmt: skip
+def test_every_response_names_the_knowledge_version(client, kb, method, path, body):
+    response = getattr(client, method)(path, json=body) if body is not None else getattr(client, method)(path)
+    assert response.headers["X-Knowledge-Version"] == kb.version
