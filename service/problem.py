@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unprocessa
 
 from schemas.cds import OperationOutcome
 from schemas.problem import Problem
+from service.strict_json import InvalidJSON, parse_strict_json
 
 PROBLEM_JSON = "application/problem+json"
 UNKNOWN_FIELD = "Unknown field."  # marshmallow's message for a key the schema does not define
@@ -182,42 +183,6 @@ def _field_errors(messages: dict[str, Any]) -> list[dict[str, str]]:
     for location, node in messages.items():
         walk(node, [] if location == "json" else [location])
     return out
-
-
-class InvalidJSON(json.JSONDecodeError):
-    def __init__(self, reason: str):
-        super().__init__(reason, "(body)", 0)
-        self.reason = reason
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise InvalidJSON("duplicate object key")  # a later duplicate would silently override a finding
-    return obj
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise InvalidJSON("NaN and Infinity are not JSON")
-
-
-def parse_strict_json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise InvalidJSON("empty body")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidJSON("body is not valid UTF-8") from exc
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise InvalidJSON("nesting too deep") from exc
-    except InvalidJSON:
-        raise
-    except json.JSONDecodeError as exc:
-        raise InvalidJSON("malformed JSON") from exc
-    except ValueError as exc:  # json raises a bare ValueError for integers over 4300 digits
-        raise InvalidJSON("number too long") from exc
 
 
 def read_whole_body(req: flask.Request) -> bytes:

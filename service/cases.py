@@ -1,0 +1,126 @@
+"""Triage a file of cases (one POST /v1/triage body per line) and compare two knowledge bases on it.
+
+Used by `python -m service evaluate` (service/cli.py). Plain Python, no Flask: each line is parsed by
+the service's strict JSON parser and validated by the request schema exactly as the API does, then
+evaluated. A line is read, answered and written before the next is read, so memory stays flat
+however long the file; a bad line becomes an error record with its line number and the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import ValidationError
+
+from schemas.triage import TriageRequest
+from service.engine import evaluate
+from service.engine.model import KnowledgeBase
+from service.strict_json import InvalidJSON, parse_strict_json
+
+SCHEMA = TriageRequest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One line's result: its answer, or why it has none (never the line's content)."""
+
+    line: int
+    request: dict[str, Any] | None = None
+    answer: dict[str, Any] | None = None
+    error: str | None = None
+    fields: dict[str, Any] | None = None  # marshmallow's messages by field, for a schema error
+
+
+def triage_lines(kb: KnowledgeBase, lines: Iterable[bytes]) -> Iterator[Outcome]:
+    """Each non-blank line's outcome, in order, numbered from 1 as an editor numbers them."""
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            request = SCHEMA.load(parse_strict_json(raw))
+        except InvalidJSON as exc:
+            yield Outcome(number, error=f"invalid JSON: {exc.reason}")
+            continue
+        except ValidationError as exc:
+            yield Outcome(number, error="does not match the request schema", fields=exc.messages)
+            continue
+        yield Outcome(number, request, evaluate(kb, request))
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one case's answer differs between two knowledge bases, and the rules responsible."""
+
+    line: int
+    level: tuple[str, str]
+    less_urgent: bool
+    causes_added: tuple[str, ...]
+    causes_removed: tuple[str, ...]
+    referrals_added: tuple[str, ...]
+    referrals_removed: tuple[str, ...]
+    rules_added: tuple[str, ...]  # fired with the other knowledge only
+    rules_removed: tuple[str, ...]  # fired with this knowledge only
+
+    def describe(self) -> str:
+        parts = []
+        if self.level[0] != self.level[1]:
+            parts.append(f"level {self.level[0]} -> {self.level[1]}{' (LESS URGENT)' if self.less_urgent else ''}")
+        for name, added, removed in (
+            ("causes", self.causes_added, self.causes_removed),
+            ("referrals", self.referrals_added, self.referrals_removed),
+            ("rules", self.rules_added, self.rules_removed),
+        ):
+            if added or removed:
+                parts.append(f"{name} " + " ".join([*(f"+{x}" for x in added), *(f"-{x}" for x in removed)]))
+        return f"line {self.line}: " + "; ".join(parts)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "level": list(self.level),
+            "less_urgent": self.less_urgent,
+            "causes": {"added": list(self.causes_added), "removed": list(self.causes_removed)},
+            "referrals": {"added": list(self.referrals_added), "removed": list(self.referrals_removed)},
+            "rules": {"added": list(self.rules_added), "removed": list(self.rules_removed)},
+        }
+
+
+def compare(line: int, ours: dict[str, Any], theirs: dict[str, Any], kb: KnowledgeBase) -> Change | None:
+    """The change from `ours` to `theirs` in level, causes or referrals; None if there is none."""
+    level = (ours["triage"]["level"], theirs["triage"]["level"])
+    causes = _ids(ours["causes"], "id"), _ids(theirs["causes"], "id")
+    referrals = _referrals(ours), _referrals(theirs)
+    if level[0] == level[1] and causes[0] == causes[1] and referrals[0] == referrals[1]:
+        return None
+    rules = _ids(ours["trace"], "rule"), _ids(theirs["trace"], "rule")
+    rank = {lv.id: lv.rank for lv in kb.levels.values()}  # 0 is the most urgent
+    return Change(
+        line,
+        level,
+        rank.get(level[1], len(rank)) > rank.get(level[0], len(rank)),
+        *_added_removed(causes),
+        *_added_removed(referrals),
+        *_added_removed(rules),
+    )
+
+
+@dataclass
+class Tally:
+    cases: int = 0
+    bad_lines: int = 0
+    changed: int = 0
+    less_urgent: list[int] = field(default_factory=list)  # line numbers; few, or the change is wrong
+
+
+def _ids(items: list[dict[str, Any]], key: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item[key] for item in items))
+
+
+def _referrals(answer: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(f"{r['to']} ({r['urgency']})" for r in answer["referrals"])
+
+
+def _added_removed(pair: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    ours, theirs = pair
+    return tuple(x for x in theirs if x not in ours), tuple(x for x in ours if x not in theirs)

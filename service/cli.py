@@ -1,0 +1,136 @@
+"""`python -m service ...`: tools for knowledge authors and safety reviewers.
+
+    python -m service evaluate CASES.jsonl [-o RESULTS.jsonl] [--knowledge DIR]
+                               [--compare OTHER_DIR [--allow-downgrade]]
+
+evaluate triages a file of cases (one POST /v1/triage body per line) into JSONL results, one
+record per case: {"line": n, "answer": ...} or {"line": n, "error": ..., "fields": ...}. A bad
+line is reported on stderr with its line number and the run goes on. With --compare it evaluates
+each case with a second knowledge base too, prints every case whose level, causes or referrals
+change with the rules responsible, and adds the change to the case's record.
+
+Exit status: 0 when every line was answered and no case got less urgent; 1 when a case got less
+urgent under --compare (unless --allow-downgrade); 3 when some lines were bad (and nothing got
+less urgent); 2 for a usage error or a knowledge base that does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from tqdm import tqdm
+
+from service.cases import Outcome, Tally, compare, triage_lines
+from service.engine import evaluate
+from service.knowledge import KnowledgeError, load_knowledge
+
+DOWNGRADE, BAD_LINES, USAGE = 1, 3, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("evaluate", help="triage a JSONL file of cases")
+    run.add_argument("cases", type=Path, help="one POST /v1/triage body per line ('-' for stdin)")
+    run.add_argument("-o", "--out", type=Path, help="JSONL results here (default: stdout)")
+    run.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
+    run.add_argument("--compare", type=Path, metavar="OTHER_KNOWLEDGE_DIR", help="also evaluate with this one")
+    run.add_argument("--allow-downgrade", action="store_true", help="exit 0 even if a case got less urgent")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    args = parser.parse_args(argv)
+    return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    try:
+        kb = load_knowledge(args.knowledge)
+        other = load_knowledge(args.compare) if args.compare else None
+    except (KnowledgeError, OSError) as exc:  # the loader lists every problem it found
+        print(f"error: knowledge base does not load: {exc}", file=sys.stderr)
+        return USAGE
+    if str(args.cases) != "-" and not args.cases.is_file():
+        print(f"error: no such file: {args.cases}", file=sys.stderr)
+        return USAGE
+    tally = Tally()
+    with _lines(args.cases) as lines, _output(args.out) as out:
+        total = None if str(args.cases) == "-" else _count_lines(args.cases)
+        bar = tqdm(total=total, unit="case", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
+        with bar:
+            for outcome in triage_lines(kb, lines):
+                out.write(orjson.dumps(_record(outcome, kb, other, tally, bar)) + b"\n")
+                bar.update(outcome.line - bar.n)  # blank lines count as read
+    if other is not None:
+        print(f"{tally.changed} of {tally.cases} cases changed, {len(tally.less_urgent)} less urgent", file=sys.stderr)
+    if tally.bad_lines:
+        print(f"{tally.bad_lines} bad line(s)", file=sys.stderr)
+    if tally.less_urgent and not args.allow_downgrade:
+        return DOWNGRADE
+    return BAD_LINES if tally.bad_lines else 0
+
+
+def _record(outcome: Outcome, kb: Any, other: Any, tally: Tally, bar: tqdm) -> dict[str, Any]:
+    if outcome.answer is None:
+        tally.bad_lines += 1
+        note = f"line {outcome.line}: {outcome.error}" + (f" {_fields(outcome.fields)}" if outcome.fields else "")
+        bar.write(note, file=sys.stderr)
+        return {"line": outcome.line, "error": outcome.error, "fields": outcome.fields}
+    tally.cases += 1
+    record: dict[str, Any] = {"line": outcome.line, "answer": outcome.answer}
+    if other is not None:
+        change = compare(outcome.line, outcome.answer, evaluate(other, outcome.request), kb)
+        if change is not None:
+            tally.changed += 1
+            if change.less_urgent:
+                tally.less_urgent.append(outcome.line)
+            bar.write(change.describe(), file=sys.stderr)
+            record["change"] = change.as_record()
+    return record
+
+
+def _fields(messages: Any) -> str:
+    # Field paths only: marshmallow's messages name fields and rules, never the submitted values.
+    paths: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        else:
+            paths.append(path)
+
+    walk(messages, "")
+    return "(" + ", ".join(sorted(set(paths))) + ")"
+
+
+@contextlib.contextmanager
+def _lines(path: Path) -> Iterator[IO[bytes]]:
+    if str(path) == "-":
+        yield sys.stdin.buffer
+        return
+    with path.open("rb") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[IO[bytes]]:
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.flush()
+        return
+    with path.open("wb") as handle:
+        yield handle
+
+
+def _count_lines(path: Path) -> int:
+    # For the progress bar's total: one more streaming pass, in 1 MiB chunks.
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count

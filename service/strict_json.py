@@ -1,0 +1,46 @@
+"""Strict JSON: a body must be unambiguous (no duplicate keys, no NaN or Infinity, UTF-8), or it is refused.
+
+A later duplicate key would silently override a finding, so the API and the case-file tools read
+JSON only through parse_strict_json. Plain Python: no Flask.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+
+class InvalidJSON(json.JSONDecodeError):
+    def __init__(self, reason: str):
+        super().__init__(reason, "(body)", 0)
+        self.reason = reason
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise InvalidJSON("duplicate object key")  # a later duplicate would silently override a finding
+    return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise InvalidJSON("NaN and Infinity are not JSON")
+
+
+def parse_strict_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise InvalidJSON("empty body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJSON("body is not valid UTF-8") from exc
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise InvalidJSON("nesting too deep") from exc
+    except InvalidJSON:
+        raise
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON("malformed JSON") from exc
+    except ValueError as exc:  # json raises a bare ValueError for integers over 4300 digits
+        raise InvalidJSON("number too long") from exc

@@ -1,0 +1,152 @@
+"""`python -m service evaluate`: case files to JSONL results, and knowledge bases compared on them.
+
+Each test runs the real command in a subprocess, as a reviewer would. The altered knowledge bases
+are copies of the bundled one with one rule changed (RF-CES-BLADDER: retention or incontinence of
+the bladder is an emergency; 000.seek.ces_bladder_bowel and 001.red.bladder_bowel).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from service.engine import evaluate
+from service.knowledge import load_knowledge
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "service" / "knowledge"
+RETENTION = {"findings": {"bladder": "retention"}}
+WEAK_LEG = {"findings": {"slr": {"result": "weak", "side": "left"}}}
+
+
+def run(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], cwd=ROOT, input=stdin, capture_output=True, timeout=timeout
+    )
+
+
+def write_cases(path: Path, lines: list[object]) -> Path:
+    path.write_bytes(b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines))
+    return path
+
+
+def knowledge_with(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the bundled knowledge with one piece of rules.yaml replaced."""
+    folder = tmp_path / "knowledge"
+    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    rules = folder / "rules.yaml"
+    text = rules.read_text()
+    assert old in text
+    rules.write_text(text.replace(old, new, 1))
+    return folder
+
+
+BLADDER_RULE = "    when: {fact: findings.bladder, in: [retention, incontinence]}\n    then:\n      level: emergency\n"
+
+
+def test_results_are_the_api_answers_and_bad_lines_are_numbered(tmp_path):
+    cases = write_cases(
+        tmp_path / "cases.jsonl", [RETENTION, b"", b"{not json", {"findings": {"bladdr": "x"}}, WEAK_LEG]
+    )
+    done = run("evaluate", str(cases), "-o", str(tmp_path / "out.jsonl"), "--no-progress")
+    assert done.returncode == 3, done.stderr  # bad lines, nothing else wrong
+    records = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    kb = load_knowledge()
+    assert [r["line"] for r in records] == [1, 3, 4, 5]  # the blank line 2 is skipped, not renumbered
+    assert records[0]["answer"] == json.loads(orjson.dumps(evaluate(kb, RETENTION)))
+    assert records[3]["answer"] == json.loads(orjson.dumps(evaluate(kb, WEAK_LEG)))
+    assert records[1]["error"].startswith("invalid JSON")
+    assert records[2]["fields"] == {"findings": {"bladdr": ["Unknown field."]}}
+    stderr = done.stderr.decode()
+    assert "line 3: invalid JSON" in stderr and "line 4: does not match the request schema (findings.bladdr)" in stderr
+
+
+def test_a_clean_file_exits_0_and_shows_progress(tmp_path):
+    cases = write_cases(tmp_path / "cases.jsonl", [RETENTION, WEAK_LEG] * 5)
+    done = run("evaluate", str(cases))
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 10  # results on stdout without -o
+    assert "10/10" in done.stderr.decode()  # tqdm's bar on stderr
+
+
+def test_stdin_works_too():
+    done = run("evaluate", "-", "--no-progress", stdin=orjson.dumps(RETENTION) + b"\n")
+    assert done.returncode == 0 and json.loads(done.stdout)["answer"]["triage"]["level"] == "emergency"
+
+
+def test_compare_names_the_changed_cases_and_refuses_a_downgrade(tmp_path):
+    # The altered knowledge makes bladder retention urgent instead of an emergency: less urgent.
+    other = knowledge_with(tmp_path, BLADDER_RULE, BLADDER_RULE.replace("level: emergency", "level: urgent"))
+    cases = write_cases(tmp_path / "cases.jsonl", [WEAK_LEG, RETENTION])
+    done = run("evaluate", str(cases), "--compare", str(other), "-o", str(tmp_path / "out.jsonl"), "--no-progress")
+    assert done.returncode == 1, done.stderr
+    stderr = done.stderr.decode()
+    assert "line 2: level emergency -> urgent (LESS URGENT)" in stderr
+    assert "line 1:" not in stderr  # the weak leg is answered alike
+    assert "1 of 2 cases changed, 1 less urgent" in stderr
+    records = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert "change" not in records[0]
+    assert records[1]["change"]["level"] == ["emergency", "urgent"] and records[1]["change"]["less_urgent"]
+
+    allowed = run("evaluate", str(cases), "--compare", str(other), "--allow-downgrade", "--no-progress")
+    assert allowed.returncode == 0
+
+
+def test_compare_names_the_rules_responsible(tmp_path):
+    # Without the bladder rule, retention no longer fires it: the rule is named as removed.
+    other = knowledge_with(tmp_path, "in: [retention, incontinence]}", "in: [incontinence]}")
+    cases = write_cases(tmp_path / "cases.jsonl", [RETENTION])
+    done = run("evaluate", str(cases), "--compare", str(other), "--no-progress", "--allow-downgrade")
+    stderr = done.stderr.decode()
+    assert "line 1: level emergency ->" in stderr and "-RF-CES-BLADDER" in stderr
+    assert done.returncode == 0
+
+
+def test_a_more_urgent_change_passes(tmp_path):
+    # RF-UNRELENTING-BACK-PAIN (000.seek.unrelenting_or_both_legs) raised from urgent to emergency.
+    rule = "        - {fact: findings.pain.unrelenting, is: present}\n    then:\n      level: urgent\n"
+    other = knowledge_with(tmp_path, rule, rule.replace("level: urgent", "level: emergency"))
+    unrelenting = {
+        "findings": {"slr": {"result": "weak"}, "pain": {"locations": ["low_back"], "unrelenting": "present"}}
+    }
+    cases = write_cases(tmp_path / "cases.jsonl", [unrelenting, WEAK_LEG])
+    done = run("evaluate", str(cases), "--compare", str(other), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    stderr = done.stderr.decode()
+    assert "line 1: level urgent -> emergency" in stderr and "LESS URGENT" not in stderr
+
+
+def test_a_knowledge_base_that_does_not_load_is_a_usage_error(tmp_path):
+    other = knowledge_with(tmp_path, "level: emergency", "level: soonish")
+    cases = write_cases(tmp_path / "cases.jsonl", [RETENTION])
+    done = run("evaluate", str(cases), "--compare", str(other), "--no-progress")
+    assert done.returncode == 2 and "knowledge base does not load" in done.stderr.decode()
+    assert run("evaluate", str(tmp_path / "missing.jsonl")).returncode == 2
+
+
+def test_a_large_file_streams_in_bounded_memory(tmp_path):
+    # 20,000 cases: memory after them must not have grown with the file (peak RSS, via ru_maxrss).
+    script = (
+        "import resource, sys, runpy\n"
+        "sys.argv = ['service', 'evaluate', sys.argv[1], '-o', sys.argv[2], '--no-progress']\n"
+        "try:\n    runpy.run_module('service', run_name='__main__')\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)\n"
+    )
+    peaks = {}
+    for n in (2_000, 20_000):
+        cases = write_cases(tmp_path / f"cases{n}.jsonl", [RETENTION, WEAK_LEG] * (n // 2))
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(cases), str(tmp_path / f"out{n}.jsonl")],
+            cwd=ROOT, capture_output=True, timeout=300,
+        )  # fmt: skip
+        peak_kib, code = done.stdout.split()
+        assert code == b"0", done.stderr
+        peaks[n] = int(peak_kib)
+        assert (tmp_path / f"out{n}.jsonl").read_bytes().count(b"\n") == n
+    assert peaks[20_000] < peaks[2_000] + 20_000  # KiB: ten times the cases, not ten times the memory
