@@ -1,5 +1,13 @@
 """`python -m service ...`: tools for knowledge authors and safety reviewers.
 
+    python -m service knowledge check [--knowledge DIR] [--texts SEEDS_DIR]
+
+knowledge check validates the knowledge base as start-up does (and, with --texts, every citation
+against the source texts) and prints its coverage of the sources: every section with the rules,
+causes and advice citing it, and the recorded reason for each section cited by none. Exit status
+0 when all holds, 1 when a section lacks a reason or a reason is stale, 2 when the knowledge base
+does not load or a citation does not match its text.
+
     python -m service evaluate CASES.jsonl [-o RESULTS.jsonl] [--knowledge DIR]
                                [--compare OTHER_DIR [--allow-downgrade]]
 
@@ -27,8 +35,11 @@ import orjson
 from tqdm import tqdm
 
 from service.cases import Outcome, Tally, compare, triage_lines
+from service.coverage import coverage, render
 from service.engine import evaluate
 from service.knowledge import KnowledgeError, load_knowledge
+from service.knowledge.loader import BUNDLED
+from service.knowledge.texts import verify_texts
 
 DOWNGRADE, BAD_LINES, USAGE = 1, 3, 2
 
@@ -43,8 +54,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--compare", type=Path, metavar="OTHER_KNOWLEDGE_DIR", help="also evaluate with this one")
     run.add_argument("--allow-downgrade", action="store_true", help="exit 0 even if a case got less urgent")
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    knowledge = commands.add_parser("knowledge", help="review the knowledge base").add_subparsers(
+        dest="action", required=True
+    )
+    check = knowledge.add_parser("check", help="validate it and report its coverage of the sources")
+    check.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
+    check.add_argument("--texts", type=Path, help="the source texts (verify every citation against them)")
     args = parser.parse_args(argv)
+    if args.command == "knowledge":
+        return _check(args)
     return _evaluate(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    folder = args.knowledge or BUNDLED
+    try:
+        kb = load_knowledge(folder)
+        if args.texts:
+            verify_texts(kb, args.texts)
+    except (KnowledgeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE
+    report = coverage(kb, Path(folder))
+    print(f"knowledge {kb.version} (sha256 {kb.sha256}): {len(kb.rules)} rules, valid")
+    print(render(report))
+    return 1 if report.problems else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
