@@ -6,7 +6,7 @@ SEEDS  ?= ../shared/seeds
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench profile screenshot lint format openapi cite manifest lock clean
+.PHONY: install run test bench profile screenshot graph lint format openapi cite manifest lock clean
 
 # Creates or reuses .venv; reinstalls when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -35,7 +35,7 @@ run: $(STAMP)
 # The live-server tests need nginx, the benchmark smoke test wrk (installed here when missing and
 # possible, else the exact command is printed).
 test: $(STAMP)
-	bash tools/ensure-debian-packages.sh nginx wrk chromium
+	bash tools/ensure-debian-packages.sh nginx wrk chromium dot
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest
@@ -45,6 +45,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	bash tools/ensure-debian-packages.sh wrk
 	$(BIN)/python -m bench
+
+# docs/knowledge-graph.svg, the README's picture of the rules (a test fails when it is stale).
+graph: $(STAMP)
+	bash tools/ensure-debian-packages.sh dot
+	$(BIN)/python -m service knowledge graph -o docs/knowledge-graph.svg
 
 # docs/api-docs.png, the README's picture of /docs: taken by the browser test itself.
 screenshot: $(STAMP)

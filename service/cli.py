@@ -1,6 +1,7 @@
 """`python -m service ...`: tools for knowledge authors and safety reviewers.
 
     python -m service knowledge check [--knowledge DIR] [--texts SEEDS_DIR]
+    python -m service knowledge graph -o PICTURE.svg|.png [--knowledge DIR]
 
 knowledge check validates the knowledge base as start-up does (and, with --texts, every citation
 against the source texts) and prints its coverage of the sources: every section with the rules,
@@ -60,10 +61,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = knowledge.add_parser("check", help="validate it and report its coverage of the sources")
     check.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
     check.add_argument("--texts", type=Path, help="the source texts (verify every citation against them)")
+    graph = knowledge.add_parser("graph", help="draw the rules: findings -> rules -> levels, causes, referrals")
+    graph.add_argument("-o", "--out", type=Path, required=True, help="the picture, .svg or .png")
+    graph.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
     args = parser.parse_args(argv)
     if args.command == "knowledge":
-        return _check(args)
+        return _check(args) if args.action == "check" else _graph(args)
     return _evaluate(args)
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from service.graph import draw  # graphviz only for this command
+
+    try:
+        kb = load_knowledge(args.knowledge)
+        written = draw(kb, args.out)
+    except (KnowledgeError, OSError, ValueError) as exc:  # graphviz's ExecutableNotFound is an OSError
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE
+    print(f"{written}: {len(kb.rules)} rules of knowledge {kb.version}")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the commands the live-server tests need are installed (Debian/Ubuntu).
 #
-#   tools/ensure-debian-packages.sh nginx [wrk] [chromium]
+#   tools/ensure-debian-packages.sh nginx [wrk] [chromium] [dot]
 #
 # For each COMMAND that is not found (on PATH or in /usr/sbin, /sbin, /usr/local/sbin), install its
 # Debian package with `apt-get install -y --no-install-recommends` when running as root or with
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 COMMAND... (known: nginx wrk chromium)" >&2
+    echo "usage: $0 COMMAND... (known: nginx wrk chromium dot)" >&2
     exit 2
 }
 
@@ -23,6 +23,7 @@ packages_for() {
         nginx) echo "nginx-light nginx" ;;
         wrk) echo "wrk" ;;
         chromium) echo "chromium" ;;
+        dot) echo "graphviz" ;;
         *) return 1 ;;
     esac
 }
