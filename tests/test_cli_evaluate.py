@@ -8,7 +8,6 @@ the bladder is an emergency; 000.seek.ces_bladder_bowel and 001.red.bladder_bowe
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +16,9 @@ import orjson
 
 from service.engine import evaluate
 from service.knowledge import load_knowledge
+from tests.knowledge_copies import knowledge_with
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "service" / "knowledge"
 RETENTION = {"findings": {"bladder": "retention"}}
 WEAK_LEG = {"findings": {"slr": {"result": "weak", "side": "left"}}}
 
@@ -33,17 +32,6 @@ def run(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subproc
 def write_cases(path: Path, lines: list[object]) -> Path:
     path.write_bytes(b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines))
     return path
-
-
-def knowledge_with(tmp_path: Path, old: str, new: str) -> Path:
-    """A copy of the bundled knowledge with one piece of rules.yaml replaced."""
-    folder = tmp_path / "knowledge"
-    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    rules = folder / "rules.yaml"
-    text = rules.read_text()
-    assert old in text
-    rules.write_text(text.replace(old, new, 1))
-    return folder
 
 
 BLADDER_RULE = "    when: {fact: findings.bladder, in: [retention, incontinence]}\n    then:\n      level: emergency\n"
@@ -81,7 +69,7 @@ def test_stdin_works_too():
 
 def test_compare_names_the_changed_cases_and_refuses_a_downgrade(tmp_path):
     # The altered knowledge makes bladder retention urgent instead of an emergency: less urgent.
-    other = knowledge_with(tmp_path, BLADDER_RULE, BLADDER_RULE.replace("level: emergency", "level: urgent"))
+    other = knowledge_with(tmp_path, old=BLADDER_RULE, new=BLADDER_RULE.replace("level: emergency", "level: urgent"))
     cases = write_cases(tmp_path / "cases.jsonl", [WEAK_LEG, RETENTION])
     done = run("evaluate", str(cases), "--compare", str(other), "-o", str(tmp_path / "out.jsonl"), "--no-progress")
     assert done.returncode == 1, done.stderr
@@ -99,7 +87,7 @@ def test_compare_names_the_changed_cases_and_refuses_a_downgrade(tmp_path):
 
 def test_compare_names_the_rules_responsible(tmp_path):
     # Without the bladder rule, retention no longer fires it: the rule is named as removed.
-    other = knowledge_with(tmp_path, "in: [retention, incontinence]}", "in: [incontinence]}")
+    other = knowledge_with(tmp_path, old="in: [retention, incontinence]}", new="in: [incontinence]}")
     cases = write_cases(tmp_path / "cases.jsonl", [RETENTION])
     done = run("evaluate", str(cases), "--compare", str(other), "--no-progress", "--allow-downgrade")
     stderr = done.stderr.decode()
@@ -110,7 +98,7 @@ def test_compare_names_the_rules_responsible(tmp_path):
 def test_a_more_urgent_change_passes(tmp_path):
     # RF-UNRELENTING-BACK-PAIN (000.seek.unrelenting_or_both_legs) raised from urgent to emergency.
     rule = "        - {fact: findings.pain.unrelenting, is: present}\n    then:\n      level: urgent\n"
-    other = knowledge_with(tmp_path, rule, rule.replace("level: urgent", "level: emergency"))
+    other = knowledge_with(tmp_path, old=rule, new=rule.replace("level: urgent", "level: emergency"))
     unrelenting = {
         "findings": {"slr": {"result": "weak"}, "pain": {"locations": ["low_back"], "unrelenting": "present"}}
     }
@@ -122,7 +110,7 @@ def test_a_more_urgent_change_passes(tmp_path):
 
 
 def test_a_knowledge_base_that_does_not_load_is_a_usage_error(tmp_path):
-    other = knowledge_with(tmp_path, "level: emergency", "level: soonish")
+    other = knowledge_with(tmp_path, old="level: emergency", new="level: soonish")
     cases = write_cases(tmp_path / "cases.jsonl", [RETENTION])
     done = run("evaluate", str(cases), "--compare", str(other), "--no-progress")
     assert done.returncode == 2 and "knowledge base does not load" in done.stderr.decode()

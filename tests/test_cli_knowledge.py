@@ -6,15 +6,14 @@ none needs a reason in coverage.yaml, and a reason for a cited or unknown sectio
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from service.knowledge import load_knowledge
+from tests.knowledge_copies import knowledge_with
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "service" / "knowledge"
 
 
 def check(*args: str) -> subprocess.CompletedProcess:
@@ -23,12 +22,6 @@ def check(*args: str) -> subprocess.CompletedProcess:
     )
     done.text = done.stdout.decode() + done.stderr.decode()  # type: ignore[attr-defined]
     return done
-
-
-def copy_knowledge(tmp_path: Path) -> Path:
-    folder = tmp_path / "knowledge"
-    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return folder
 
 
 def test_the_bundled_knowledge_covers_every_section_or_says_why(seeds_dir):
@@ -45,31 +38,25 @@ def test_the_bundled_knowledge_covers_every_section_or_says_why(seeds_dir):
 
 
 def test_an_uncited_section_without_a_reason_fails(tmp_path):
-    folder = copy_knowledge(tmp_path)
-    coverage = folder / "coverage.yaml"
-    coverage.write_text(
-        coverage.read_text().replace("    training_log: The author's personal anecdote; not actionable.\n", "")
-    )
-    done = check("--knowledge", str(folder))
+    reason = "    training_log: The author's personal anecdote; not actionable.\n"
+    done = check("--knowledge", str(knowledge_with(tmp_path, "coverage.yaml", old=reason, new="")))
     assert done.returncode == 1
     assert "training_log (My Training Log: Real Talk): cited by none: NO REASON RECORDED" in done.text
     assert "problem: 003 training_log: cited by none, and no reason recorded" in done.text
 
 
 def test_a_stale_reason_fails(tmp_path):
-    folder = copy_knowledge(tmp_path)
-    coverage = folder / "coverage.yaml"
-    coverage.write_text(coverage.read_text() + '  "000":\n    when_to_seek: Not needed.\n    gone: Removed.\n')
-    done = check("--knowledge", str(folder))
+    stale = '  "000":\n    when_to_seek: Not needed.\n    gone: Removed.\n'
+    done = check("--knowledge", str(knowledge_with(tmp_path, "coverage.yaml", append=stale)))
     assert done.returncode == 1
     assert "problem: 000 when_to_seek: cited, yet coverage.yaml says why it is not" in done.text
     assert "problem: 000 gone: in coverage.yaml, but no such section" in done.text
 
 
 def test_an_invalid_knowledge_base_is_refused_with_every_problem(tmp_path):
-    folder = copy_knowledge(tmp_path)
+    folder = knowledge_with(tmp_path, old="level: emergency", new="level: soonish")
     rules = folder / "rules.yaml"
-    rules.write_text(rules.read_text().replace("level: emergency", "level: soonish", 2))
+    rules.write_text(rules.read_text().replace("level: emergency", "level: soonish", 1))  # a second rule
     done = check("--knowledge", str(folder))
     assert done.returncode == 2
     assert done.text.count("soonish") >= 2  # both rules named, not just the first
