@@ -258,19 +258,12 @@ class Blueprint(flask_smorest.Blueprint):
         parse_body = self.ARGUMENTS_PARSER.parse_body
 
         def decorator(view: Callable) -> Callable:
-            if max_content_length:
-
-                @functools.wraps(view)
-                def parse_then_view(*args: Any, **view_args: Any) -> Any:
-                    request = flask.request
+            @functools.wraps(view)
+            def parse_then_view(*args: Any, **view_args: Any) -> Any:
+                request = flask.request
+                if max_content_length:
                     request.max_content_length = flask.current_app.config[max_content_length]
-                    return view(*args, parse_body(schema, request), **view_args)
-
-            else:
-
-                @functools.wraps(view)
-                def parse_then_view(*args: Any, **view_args: Any) -> Any:
-                    return view(*args, parse_body(schema, flask.request), **view_args)
+                return view(*args, parse_body(schema, request), **view_args)
 
             parse_then_view._apidoc = documented(view)._apidoc  # type: ignore[attr-defined]
             return parse_then_view
