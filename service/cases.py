@@ -9,7 +9,7 @@ however long the file; a bad line becomes an error record with its line number a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
@@ -110,7 +110,7 @@ class Tally:
     cases: int = 0
     bad_lines: int = 0
     changed: int = 0
-    less_urgent: list[int] = field(default_factory=list)  # line numbers; few, or the change is wrong
+    less_urgent: int = 0  # a count, not the lines: each is printed as it is found, and memory stays flat
 
 
 def _ids(items: list[dict[str, Any]], key: str) -> tuple[str, ...]:

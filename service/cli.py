@@ -117,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 out.write(orjson.dumps(_record(outcome, kb, other, tally, bar)) + b"\n")
                 bar.update(outcome.line - bar.n)  # blank lines count as read
     if other is not None:
-        print(f"{tally.changed} of {tally.cases} cases changed, {len(tally.less_urgent)} less urgent", file=sys.stderr)
+        print(f"{tally.changed} of {tally.cases} cases changed, {tally.less_urgent} less urgent", file=sys.stderr)
     if tally.bad_lines:
         print(f"{tally.bad_lines} bad line(s)", file=sys.stderr)
     if tally.less_urgent and not args.allow_downgrade:
@@ -137,8 +137,7 @@ def _record(outcome: Outcome, kb: Any, other: Any, tally: Tally, bar: tqdm) -> d
         change = compare(outcome.line, outcome.answer, evaluate(other, outcome.request), kb)
         if change is not None:
             tally.changed += 1
-            if change.less_urgent:
-                tally.less_urgent.append(outcome.line)
+            tally.less_urgent += int(change.less_urgent)
             bar.write(change.describe(), file=sys.stderr)
             record["change"] = change.as_record()
     return record

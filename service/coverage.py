@@ -40,8 +40,7 @@ def coverage(kb: KnowledgeBase, folder: Path) -> Coverage:
     users: dict[tuple[str, str], list[str]] = {}
     for kind, items in (("rule", kb.rules), ("cause", kb.causes.values()), ("advice", kb.advice.values())):
         for item in items:
-            for cited in item.citations:
-                citation = kb.citations[cited] if isinstance(cited, str) else cited
+            for citation in item.citations:
                 users.setdefault((citation.source, citation.section), []).append(f"{kind} {item.id}")
     report = Coverage()
     known = set()

@@ -25,7 +25,6 @@ def knowledge_graph(kb: KnowledgeBase) -> graphviz.Digraph:
                            node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded"},
                            edge_attr={"arrowsize": "0.5", "color": "#777777"})  # fmt: skip
     rank = {lv.id: lv.rank for lv in kb.levels.values()}
-    fitness_only = {c.id for c in kb.citations.values() if c.authority == "fitness"}
     with dot.subgraph(name="cluster_findings", graph_attr={"label": "findings", "color": "#cccccc"}) as findings:
         for path in kb.findings:
             findings.node(f"f__{path}", path.removeprefix("findings."))
@@ -44,7 +43,7 @@ def knowledge_graph(kb: KnowledgeBase) -> graphviz.Digraph:
     for rule in kb.rules:
         node = f"rule__{rule.id}"
         colour = URGENT.get(rank[rule.level], "black") if rule.level else "black"
-        dashed = all((c.id if not isinstance(c, str) else c) in fitness_only for c in rule.citations)
+        dashed = all(c.authority == "fitness" for c in rule.citations)
         dot.node(node, rule.id, color=colour, style="rounded,dashed" if dashed else "rounded",
                  tooltip=rule.statement)  # fmt: skip
         for fact in dict.fromkeys(atom.fact for atom in rule.when.atoms()):
