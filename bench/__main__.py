@@ -57,9 +57,10 @@ BUDGETS = {
     "full": Budget(
         name="full",
         # Many short alternating rounds: the machine's speed drifts within seconds, and the median
-        # of more paired rounds moves less with it.
+        # of more paired rounds moves less with it. 13 rounds give a 91% interval of that median from
+        # the 4th to the 10th round (bench/stats.py); 9 gave only the 2nd to the 8th.
         seconds=2,
-        rounds=9,
+        rounds=13,
         paced_seconds=8,  # a round's p99 is the 1% slowest: at 4 s one or two scheduler stalls set it
         warmup_seconds=2,
         connections=16,

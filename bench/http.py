@@ -32,6 +32,7 @@ from typing import Any
 import requests
 
 from bench.app import CONTROL, wire
+from bench.stats import median_interval
 from bench.wrk import WrkResult, run_wrk, write_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,6 +308,7 @@ def saturation(
         "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
         "round_ratios": ratios,
         "ratio_median": statistics.median(ratios),
+        "ratio_interval": median_interval(ratios),
         "ratio_total": _total_rate(runs["triage"]) / _total_rate(runs["control"]),
     }
 
@@ -347,6 +349,7 @@ def paced(
         },
         "round_ratios": ratios,
         "ratio_median": statistics.median(ratios),
+        "ratio_interval": median_interval(ratios),
         "ratio_of_medians": statistics.median(r["p99_ms"] for r in runs["triage"])
         / statistics.median(r["p99_ms"] for r in runs["control"]),
     }
@@ -434,6 +437,7 @@ def batch(
         "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
         "round_ratios": ratios,
         "ratio_median": statistics.median(ratios),
+        "ratio_interval": median_interval(ratios),
         "ratio_total": _total_rate(runs["batch"]) * len(cases) / _total_rate(runs["single"]),
     }
 

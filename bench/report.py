@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import http, wrk
+from bench.stats import Interval, settles
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE_NOTES = ROOT / "bench" / "profile_notes.md"
@@ -81,6 +82,27 @@ def check(value: float | None, op: str, bound: float, fmt: str = "{:g}") -> str:
         return f"{target} / not measured"
     ok = {"≥": value >= bound, "≤": value <= bound, "<": value < bound}[op]
     return f"{target} / {'yes' if ok else '**NO**'}"
+
+
+def interval_row(label: str, data: dict[str, Any], op: str, bound: float, width: int, at: int = 1) -> list[str]:
+    """A table row under a median-of-rounds ratio: the distribution-free interval of that median and
+    whether it settles the target (lies wholly on one side of it) or leaves it to the machine's noise."""
+    interval = _interval(data)
+    cells = [label] + [""] * (width - 2) + [settled_cell(interval, op, bound)]
+    cells[at] = "too few rounds" if interval is None else f"{interval.low:.2f} to {interval.high:.2f}"
+    return cells
+
+
+def settled_cell(interval: Interval | None, op: str, bound: float) -> str:
+    if settles(interval, op, bound):
+        return f"settles {op} {bound:g}"
+    return f"straddles {bound:g}: **not settled** by this run"
+
+
+def _interval(data: dict[str, Any] | None) -> Interval | None:
+    # Stored as a list once the results have been through JSON.
+    found = (data or {}).get("ratio_interval")
+    return Interval(*found) if found else None
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
@@ -249,6 +271,37 @@ Serving: `python -m gunicorn -c deploy/gunicorn.conf.py` (the production config)
 app preloaded in the master; GUNICORN_CMD_ARGS=`{g["extra_args"] or "(none)"}`."""
 
 
+def _interval_label(data: dict[str, Any]) -> str:
+    interval = _interval(data)
+    coverage = f"{interval.coverage:.0%}" if interval else "90%"
+    return f"{coverage} interval of that median (order statistics of the rounds)"
+
+
+def ratio_intervals(s: dict[str, dict[str, Any]]) -> list[tuple[str, Interval | None, str, float]]:
+    """(figure, interval, op, bound) for the targets judged on a median of rounds."""
+    h = s.get("http", {})
+    return [
+        ("HTTP throughput ratio", _interval(h.get("saturation")), "≥", THROUGHPUT_RATIO_MIN),
+        ("HTTP p99 ratio at half rate", _interval(h.get("paced")), "≤", P99_RATIO_MAX),
+        ("batch ratio", _interval(s.get("batch")), "≥", BATCH_RATIO_MIN),
+    ]
+
+
+def _unsettled_note(s: dict[str, dict[str, Any]]) -> str:
+    open_ = [
+        f"{name} ({i.low:.2f} to {i.high:.2f} against {op} {bound:g})"
+        for name, i, op, bound in ratio_intervals(s)
+        if i is not None and not settles(i, op, bound)
+    ]
+    if not open_:
+        return ""
+    return (
+        "\n\nNot settled by this run: the interval of the median of rounds straddles the target for "
+        + "; ".join(open_)
+        + ". Its yes or NO is this run's median, which the machine's noise could have put on either side."
+    )
+
+
 def _summary(s: dict[str, dict[str, Any]]) -> str:
     rows = []
     for section, figure, value, op, bound, fmt in targets(s):
@@ -256,7 +309,8 @@ def _summary(s: dict[str, dict[str, Any]]) -> str:
         rows.append([section, figure, shown, check(value, op, bound, "{:g}")])
     failed = [name for name, data in s.items() if "error" in data]
     note = f"\n\nMeasurement failed in: {', '.join(failed)} (details in those sections)." if failed else ""
-    return "## Summary\n\n" + table(["section", "figure", "value", "target / met?"], rows) + note
+    summary = table(["section", "figure", "value", "target / met?"], rows)
+    return "## Summary\n\n" + summary + _unsettled_note(s) + note
 
 
 def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
@@ -275,6 +329,7 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
             "",
             check(sat["ratio_median"], "≥", THROUGHPUT_RATIO_MIN),
         ],
+        interval_row(_interval_label(sat), sat, "≥", THROUGHPUT_RATIO_MIN, 5),
         ["ratio triage ÷ control, all rounds together", f"{sat['ratio_total']:.2f}", "", "", "-"],
     ]
     sat_table = table(["endpoint", "requests/s", "p50 ms", "p99 ms", "target / met?"], rows)
@@ -300,6 +355,7 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
             f"{pace['ratio_median']:.2f}",
             check(pace["ratio_median"], "≤", P99_RATIO_MAX),
         ],
+        interval_row(_interval_label(pace), pace, "≤", P99_RATIO_MAX, 5, at=3),
         ["p99 ratio of the medians", "", "", f"{pace['ratio_of_medians']:.2f}", "-"],
     ]
     pace_table = table(["endpoint", "achieved req/s", "p50 ms", "p99 ms", "target / met?"], prow)
@@ -511,6 +567,7 @@ Not measured: this build does not serve `POST /v1/triage/batch` (404/405).
             "",
             check(b["ratio_median"], "≥", BATCH_RATIO_MIN),
         ],
+        interval_row(_interval_label(b), b, "≥", BATCH_RATIO_MIN, 5),
         ["ratio batch ÷ single, all rounds together", f"{b['ratio_total']:.2f}", "", "", "-"],
     ]
     recycling = ""

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 import bench.__main__ as bench_main
-from bench import report
+from bench import report, stats
 
 SECTIONS = (
     "## Summary",
@@ -154,3 +154,36 @@ def test_the_paced_runs_hold_the_offered_rate(tiny):
     paced = tiny["results"]["sections"]["http"]["paced"]
     for side in ("triage", "control"):
         assert 0.5 * paced["target_rate"] <= paced["rate"][side] <= 1.1 * paced["target_rate"], (side, paced)
+
+
+def test_the_interval_of_a_median_of_nine_rounds():
+    # Order statistics: for 9 rounds the narrowest interval with >= 90% coverage is the 2nd to the
+    # 8th smallest, whose exact coverage is 1 - 2 x 10/512.
+    ratios = [0.89, 1.26, 0.80, 0.70, 1.01, 0.86, 0.90, 0.93, 0.94]
+    found = stats.median_interval(ratios)
+    assert (found.low, found.high) == (0.80, 1.01)
+    assert found.coverage == pytest.approx(1 - 20 / 512)
+    assert stats.median_interval([1.0, 2.0, 3.0, 4.0]) is None  # 4 rounds cannot give 90%
+
+
+def test_a_target_is_settled_only_when_the_interval_lies_on_one_side():
+    interval = stats.Interval(0.80, 1.01, 0.96)
+    assert not stats.settles(interval, "≥", 0.85)
+    assert stats.settles(stats.Interval(0.86, 1.01, 0.96), "≥", 0.85)  # met
+    assert stats.settles(stats.Interval(0.70, 0.84, 0.96), "≥", 0.85)  # missed
+    assert stats.settles(stats.Interval(0.9, 1.5, 0.96), "≤", 1.5)
+    assert not stats.settles(stats.Interval(0.9, 1.6, 0.96), "≤", 1.5)
+    assert not stats.settles(None, "≥", 0.85)
+    assert report.settled_cell(interval, "≥", 0.85) == "straddles 0.85: **not settled** by this run"
+
+
+def test_the_summary_names_the_targets_a_run_leaves_open(tiny):
+    results = copy.deepcopy(tiny["results"])
+    results["sections"]["http"]["saturation"]["ratio_interval"] = [0.80, 1.01, 0.96]
+    text = report.render(results, "performance.png")
+    summary = text.split("## Summary", 1)[1].split("## 1.", 1)[0]
+    assert "Not settled by this run" in summary and "HTTP throughput ratio (0.80 to 1.01" in summary
+    results["sections"]["http"]["saturation"]["ratio_interval"] = [0.90, 1.01, 0.96]
+    results["sections"]["http"]["paced"]["ratio_interval"] = [0.90, 1.2, 0.96]
+    results["sections"]["batch"]["ratio_interval"] = [6.0, 9.0, 0.96]
+    assert "Not settled" not in report.render(results, "performance.png")
