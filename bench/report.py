@@ -84,13 +84,15 @@ def check(value: float | None, op: str, bound: float, fmt: str = "{:g}") -> str:
     return f"{target} / {'yes' if ok else '**NO**'}"
 
 
-def interval_row(label: str, data: dict[str, Any], op: str, bound: float, width: int, at: int = 1) -> list[str]:
-    """A table row under a median-of-rounds ratio: the distribution-free interval of that median and
-    whether it settles the target (lies wholly on one side of it) or leaves it to the machine's noise."""
+def interval_row(data: dict[str, Any], op: str, bound: float, at: int = 1) -> list[str]:
+    """The row under a median-of-rounds ratio in a five-column table: the distribution-free interval
+    of that median, in column `at`, and whether it settles the target (lies wholly on one side of
+    it) or leaves it to the machine's noise."""
     interval = _interval(data)
-    cells = [label] + [""] * (width - 2) + [settled_cell(interval, op, bound)]
+    coverage = f"{interval.coverage:.0%}" if interval else "90%"
+    cells = [f"{coverage} interval of that median (order statistics of the rounds)", "", "", ""]
     cells[at] = "too few rounds" if interval is None else f"{interval.low:.2f} to {interval.high:.2f}"
-    return cells
+    return [*cells, settled_cell(interval, op, bound)]
 
 
 def settled_cell(interval: Interval | None, op: str, bound: float) -> str:
@@ -271,12 +273,6 @@ Serving: `python -m gunicorn -c deploy/gunicorn.conf.py` (the production config)
 app preloaded in the master; GUNICORN_CMD_ARGS=`{g["extra_args"] or "(none)"}`."""
 
 
-def _interval_label(data: dict[str, Any]) -> str:
-    interval = _interval(data)
-    coverage = f"{interval.coverage:.0%}" if interval else "90%"
-    return f"{coverage} interval of that median (order statistics of the rounds)"
-
-
 def ratio_intervals(s: dict[str, dict[str, Any]]) -> list[tuple[str, Interval | None, str, float]]:
     """(figure, interval, op, bound) for the targets judged on a median of rounds."""
     h = s.get("http", {})
@@ -329,7 +325,7 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
             "",
             check(sat["ratio_median"], "≥", THROUGHPUT_RATIO_MIN),
         ],
-        interval_row(_interval_label(sat), sat, "≥", THROUGHPUT_RATIO_MIN, 5),
+        interval_row(sat, "≥", THROUGHPUT_RATIO_MIN),
         ["ratio triage ÷ control, all rounds together", f"{sat['ratio_total']:.2f}", "", "", "-"],
     ]
     sat_table = table(["endpoint", "requests/s", "p50 ms", "p99 ms", "target / met?"], rows)
@@ -355,7 +351,7 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
             f"{pace['ratio_median']:.2f}",
             check(pace["ratio_median"], "≤", P99_RATIO_MAX),
         ],
-        interval_row(_interval_label(pace), pace, "≤", P99_RATIO_MAX, 5, at=3),
+        interval_row(pace, "≤", P99_RATIO_MAX, at=3),
         ["p99 ratio of the medians", "", "", f"{pace['ratio_of_medians']:.2f}", "-"],
     ]
     pace_table = table(["endpoint", "achieved req/s", "p50 ms", "p99 ms", "target / met?"], prow)
@@ -567,7 +563,7 @@ Not measured: this build does not serve `POST /v1/triage/batch` (404/405).
             "",
             check(b["ratio_median"], "≥", BATCH_RATIO_MIN),
         ],
-        interval_row(_interval_label(b), b, "≥", BATCH_RATIO_MIN, 5),
+        interval_row(b, "≥", BATCH_RATIO_MIN),
         ["ratio batch ÷ single, all rounds together", f"{b['ratio_total']:.2f}", "", "", "-"],
     ]
     recycling = ""
