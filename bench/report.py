@@ -273,7 +273,7 @@ Serving: `python -m gunicorn -c deploy/gunicorn.conf.py` (the production config)
 app preloaded in the master; GUNICORN_CMD_ARGS=`{g["extra_args"] or "(none)"}`."""
 
 
-def ratio_intervals(s: dict[str, dict[str, Any]]) -> list[tuple[str, Interval | None, str, float]]:
+def _ratio_intervals(s: dict[str, dict[str, Any]]) -> list[tuple[str, Interval | None, str, float]]:
     """(figure, interval, op, bound) for the targets judged on a median of rounds."""
     h = s.get("http", {})
     return [
@@ -286,7 +286,7 @@ def ratio_intervals(s: dict[str, dict[str, Any]]) -> list[tuple[str, Interval | 
 def _unsettled_note(s: dict[str, dict[str, Any]]) -> str:
     open_ = [
         f"{name} ({i.low:.2f} to {i.high:.2f} against {op} {bound:g})"
-        for name, i, op, bound in ratio_intervals(s)
+        for name, i, op, bound in _ratio_intervals(s)
         if i is not None and not settles(i, op, bound)
     ]
     if not open_:
