@@ -37,8 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Budget:
     name: str
-    seconds: float  # each timed wrk run at saturation
-    rounds: int  # alternating rounds per HTTP comparison
+    saturation_seconds: float  # each timed wrk run of the throughput comparison
+    saturation_rounds: int
+    seconds: float  # each timed wrk run of the batch comparison
+    rounds: int  # alternating rounds of the half-rate and batch comparisons
     paced_seconds: float  # each timed wrk run at half rate: longer, so a round's p99 rests on more requests
     warmup_seconds: float  # per endpoint before a comparison (0: none)
     connections: int
@@ -57,8 +59,12 @@ BUDGETS = {
     "full": Budget(
         name="full",
         # Many short alternating rounds: the machine's speed drifts within seconds, and the median
-        # of more paired rounds moves less with it. 13 rounds give a 91% interval of that median from
-        # the 4th to the 10th round (bench/stats.py); 9 gave only the 2nd to the 8th.
+        # of more paired rounds moves less with it. 41 rounds give a 94% interval of that median from
+        # the 15th to the 27th round (bench/stats.py); 13 gave the 4th to the 10th. A round of 1 s
+        # varies about as much as one of 2 s (both are one phase of the machine or two), so the
+        # throughput comparison takes more, shorter rounds in about the time of the old 13 x 2 s.
+        saturation_seconds=1,
+        saturation_rounds=41,
         seconds=2,
         rounds=13,
         paced_seconds=8,  # a round's p99 is the 1% slowest: at 4 s one or two scheduler stalls set it
@@ -76,6 +82,8 @@ BUDGETS = {
     ),
     "tiny": Budget(
         name="tiny",
+        saturation_seconds=1,
+        saturation_rounds=1,
         seconds=1,
         rounds=1,
         paced_seconds=1,
@@ -157,7 +165,13 @@ def section_http(budget: Budget, workdir: Path) -> dict[str, dict[str, Any]]:
         common = {"connections": budget.connections, "seconds": budget.seconds, "rounds": budget.rounds}
         try:
             say("HTTP saturation: /v1/triage against /bench/control")
-            sat = http.saturation(server, folder, bodies, warmup_seconds=budget.warmup_seconds, **common)
+            sat = http.saturation(
+                server,
+                folder,
+                bodies,
+                warmup_seconds=budget.warmup_seconds,
+                **{**common, "seconds": budget.saturation_seconds, "rounds": budget.saturation_rounds},
+            )
             half = sat["rate"]["control"] / 2
             say(f"HTTP at half the control's rate ({half:.0f} req/s)")
             pace = http.paced(

@@ -9,7 +9,7 @@ from typing import Any
 
 from service.encoding import canonical_json
 from service.engine.answer import Answer
-from service.logs import log
+from service.logs import info_event
 from service.metrics import record_decision
 
 
@@ -37,14 +37,16 @@ def _keyed(key: str) -> hmac.HMAC:
 def audit_decision(channel: str, request: dict[str, Any], result: Answer, key: str = "") -> None:
     """Log the decision (request id comes from the log context) and count it in the metrics."""
     triage, knowledge = result["triage"], result["knowledge"]
-    log.info(
+    info_event(
         "triage_decision",
-        channel=channel,
-        triage_level=triage["level"],
-        provisional=triage["provisional"],
-        rules=result.rules,  # the trace's rules, in its order
-        knowledge_version=knowledge["version"],
-        knowledge_sha256=knowledge["sha256"],
-        findings_fingerprint=findings_fingerprint(request, key),
+        {
+            "channel": channel,
+            "triage_level": triage["level"],
+            "provisional": triage["provisional"],
+            "rules": result.rules,  # the trace's rules, in its order
+            "knowledge_version": knowledge["version"],
+            "knowledge_sha256": knowledge["sha256"],
+            "findings_fingerprint": findings_fingerprint(request, key),
+        },
     )
     record_decision(triage["level"], channel, knowledge["version"])

@@ -28,23 +28,27 @@ def route_template(rule: str) -> str:
     return _CONVERTER.sub(r"<\1>", rule)
 
 
+LEVELS = {name: logging.getLevelName(name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 _configured = False
 _captured: list[dict] | None = None
+_level = logging.INFO  # the configured level, for events logged without structlog's filtering logger
 
 
 def configure_logging(level: str = "INFO") -> None:
     """The service's own events go straight from structlog to stdout as JSON lines, without stdlib
     logging: a decision's audit event costs about 10 µs instead of 50. Other libraries' stdlib logs
     (werkzeug, urllib3) go to the same stream in the same JSON shape."""
-    global _configured
+    global _configured, _level
+    level = level.upper()  # LOG_LEVEL=info is as good as INFO (gunicorn.conf.py reads it lowercased)
+    if level not in LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
     if _configured:
         return
-    _configured = True
-    level = level.upper()  # LOG_LEVEL=info is as good as INFO (gunicorn.conf.py reads it lowercased)
+    _configured, _level = True, LEVELS[level]
     structlog.configure(
         # No exception text or locals: messages and locals can carry request values.
         processors=[_stamp_own_event, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        wrapper_class=structlog.make_filtering_bound_logger(_level),
         logger_factory=JsonLineLogger,
         cache_logger_on_first_use=True,
     )
@@ -131,13 +135,28 @@ class JsonLineLogger:
         pass
 
     def msg(self, message: bytes) -> None:
-        pending = _request_lines.get()
-        if pending is not None:
-            pending.append(message)
-            return
-        _write(message + b"\n")
+        _line(message)
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _line(message: bytes) -> None:
+    pending = _request_lines.get()
+    if pending is not None:
+        pending.append(message)
+        return
+    _write(message + b"\n")
+
+
+def info_event(event: str, fields: dict) -> None:
+    """`log.info(event, **fields)` in the same steps (the level's filter, the stamping processor,
+    orjson, the request's lines) and to the same bytes, without structlog's bound-logger dispatch:
+    for the audit event, logged once per decision (a batch logs a hundred), where the dispatch was
+    half the event's cost, about 6 µs of 11. Takes `fields` over. Values must be JSON data."""
+    if _level > logging.INFO:
+        return
+    fields["event"] = event
+    _line(orjson.dumps(_stamp_own_event(None, "info", fields)))
 
 
 def _write(data: bytes) -> None:

@@ -6,6 +6,8 @@ event, the request line and any error line of one request are written together, 
 the response leaves, and an error still writes them.
 """
 
+import contextvars
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,3 +89,30 @@ def test_a_warning_outside_a_request_has_no_request_context(writes):
     logs.log.warn("outside", count=1)
     [[line]] = writes
     assert line["level"] == "warning" and "request_id" not in line
+
+
+def test_an_info_event_writes_the_line_structlog_would(app, writes, monkeypatch):
+    # The audit event skips structlog's dispatch (logs.info_event): its line must not differ.
+    monkeypatch.setattr(logs.time, "time", lambda: 1764657925.25)
+    fields = {"channel": "api", "provisional": False, "rules": ["R1", "R2"], "count": 3}
+
+    def both() -> None:
+        logs.bind_request_context(request_id="same-1", caller="client-a")
+        logs.log.info("same_event", **fields)
+        logs.info_event("same_event", dict(fields))
+
+    contextvars.copy_context().run(both)  # the bound context stays in the copy
+    [[by_structlog], [direct]] = writes
+    assert list(direct.items()) == list(by_structlog.items())
+    assert by_structlog["request_id"] == "same-1" and by_structlog["rules"] == ["R1", "R2"]
+
+
+def test_an_info_event_is_dropped_below_the_configured_level(app, writes, monkeypatch):
+    monkeypatch.setattr(logs, "_level", logging.WARNING)
+    logs.info_event("dropped", {"count": 1})
+    assert writes == []
+
+
+def test_an_unknown_log_level_is_refused_by_name():
+    with pytest.raises(ValueError, match="LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"):
+        logs.configure_logging("verbose")
