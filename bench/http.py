@@ -16,6 +16,7 @@ Every wrk run must finish with no failure (non-2xx answer or socket error): Meas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -194,6 +195,7 @@ def checked(result: WrkResult, label: str, server: Gunicorn | None = None) -> Wr
 
 
 BALANCE_ATTEMPTS = 4
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts CPU time in these
 BALANCED_SHARE = 0.5  # the least busy worker used at least half the CPU of the busiest
 
 
@@ -211,6 +213,8 @@ def run_balanced(server: Gunicorn, script: Path, *, connections: int, seconds: f
         result = run_wrk(server.url, script, connections=connections, seconds=seconds)
         after = server.worker_cpu_ticks()
         used = [after[pid] - before[pid] for pid in after if pid in before]
+        if before and after.keys() == before.keys():  # no worker recycled during the run
+            result = dataclasses.replace(result, worker_cpu_s=sum(used) / CLOCK_TICKS)
         if len(used) < 2 or max(used) == 0 or min(used) >= BALANCED_SHARE * max(used):
             return result
         if attempt < BALANCE_ATTEMPTS - 1:
@@ -229,6 +233,9 @@ def _row(result: WrkResult) -> dict[str, Any]:
         "max_ms": result.max_ms,
         "mean_ms": result.mean_ms,
         "percentiles_ms": list(result.percentiles_ms),
+        "worker_cpu_us_per_request": (
+            result.worker_cpu_s / result.requests * 1e6 if result.worker_cpu_s is not None else None
+        ),
     }
 
 
@@ -298,6 +305,13 @@ def saturation(
 
     runs = _alternating(rounds, ("triage", "control"), run)
     ratios = [t["rate"] / c["rate"] for t, c in zip(runs["triage"], runs["control"], strict=True)]
+    # The workers' CPU per request, control's over triage's: what the ratio would be if requests/s
+    # followed the service's own CPU alone (rounds in which a worker was recycled are left out).
+    cpu_ratios = [
+        c["worker_cpu_us_per_request"] / t["worker_cpu_us_per_request"]
+        for t, c in zip(runs["triage"], runs["control"], strict=True)
+        if t["worker_cpu_us_per_request"] and c["worker_cpu_us_per_request"]
+    ]
     return {
         "connections": connections,
         "seconds": seconds,
@@ -310,6 +324,9 @@ def saturation(
         "ratio_median": statistics.median(ratios),
         "ratio_interval": median_interval(ratios),
         "ratio_total": _total_rate(runs["triage"]) / _total_rate(runs["control"]),
+        "cpu_round_ratios": cpu_ratios,
+        "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
+        "cpu_ratio_interval": median_interval(cpu_ratios),
     }
 
 

@@ -95,6 +95,18 @@ def interval_row(data: dict[str, Any], op: str, bound: float, at: int = 1) -> li
     return [*cells, settled_cell(interval, op, bound)]
 
 
+def _cpu_rows(sat: dict[str, Any]) -> list[list[str]]:
+    """The workers' CPU per request, control ÷ triage: a median of rounds and its interval, no target."""
+    median, interval = sat.get("cpu_ratio_median"), sat.get("cpu_ratio_interval")
+    shown = "not measured" if median is None else f"{median:.2f}"
+    within = "too few rounds" if not interval else f"{interval[0]:.2f} to {interval[1]:.2f}"
+    coverage = f"{interval[2]:.0%}" if interval else "90%"
+    return [
+        ["workers' CPU per request, control ÷ triage, median of rounds", shown, "", "", "- (not a target)"],
+        [f"{coverage} interval of that median", within, "", "", "-"],
+    ]
+
+
 def settled_cell(interval: Interval | None, op: str, bound: float) -> str:
     if settles(interval, op, bound):
         return f"settles {op} {bound:g}"
@@ -327,6 +339,7 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
         ],
         interval_row(sat, "≥", THROUGHPUT_RATIO_MIN),
         ["ratio triage ÷ control, all rounds together", f"{sat['ratio_total']:.2f}", "", "", "-"],
+        *_cpu_rows(sat),
     ]
     sat_table = table(["endpoint", "requests/s", "p50 ms", "p99 ms", "target / met?"], rows)
     prow = [
@@ -365,6 +378,12 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
 Per-round ratios: {_rounds(sat["round_ratios"])}. Control requests/s per round:
 {_rounds([r["rate"] for r in sat["runs"]["control"]], "{:.0f}")}; triage:
 {_rounds([r["rate"] for r in sat["runs"]["triage"]], "{:.0f}")}.
+
+Workers' CPU per request, control ÷ triage, per round: {_rounds(sat.get("cpu_round_ratios") or [])}.
+That is the gunicorn workers' user and system time over the run's requests (`/proc`, rounds in
+which a worker was recycled left out): what the throughput ratio would be if requests/s followed
+the service's own CPU alone. It is shown to tell the service's cost from the machine's noise; the
+target is judged on requests/s.
 
 ### Latency at half the control's saturating rate
 

@@ -119,6 +119,8 @@ class WrkResult:
     failure_kinds: dict[str, int] = field(default_factory=dict)
     # latency at each of PERCENTILES, ms (for a CDF)
     percentiles_ms: tuple[float, ...] = ()
+    # CPU seconds (user + system) the server's workers spent during the run, when known
+    worker_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:

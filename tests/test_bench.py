@@ -187,3 +187,12 @@ def test_the_summary_names_the_targets_a_run_leaves_open(tiny):
     results["sections"]["http"]["paced"]["ratio_interval"] = [0.90, 1.2, 0.96]
     results["sections"]["batch"]["ratio_interval"] = [6.0, 9.0, 0.96]
     assert "Not settled" not in report.render(results, "performance.png")
+
+
+def test_saturation_rounds_measure_the_workers_cpu_per_request(tiny):
+    # A tiny run recycles no worker, so every saturation round has its workers' CPU time.
+    sat = tiny["results"]["sections"]["http"]["saturation"]
+    rows = [row for side in ("triage", "control") for row in sat["runs"][side]]
+    assert rows and all(row["worker_cpu_us_per_request"] > 0 for row in rows)
+    assert len(sat["cpu_round_ratios"]) == sat["rounds"]
+    assert "workers' CPU per request, control ÷ triage" in tiny["out"].read_text(encoding="utf-8")
