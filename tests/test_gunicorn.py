@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.live import Replica, json_lines, running
+from tests.live import START_TIMEOUT, Replica, json_lines, running, spawn_replica
 
 TIMEOUT = 5  # seconds, for every request once the server is up
 
@@ -158,3 +158,13 @@ def test_decision_log_records_the_triage_level(server):
         time.sleep(0.2)
     assert len(decisions) == 1
     assert "emergency" in decisions[0].values(), decisions[0]
+
+
+def test_an_unknown_log_level_stops_start_up_by_name(tmp_path):
+    # Without its own check gunicorn stops with "Unable to configure logger 'gunicorn.error'".
+    replica = spawn_replica(tmp_path, "bad-level", {"LOG_LEVEL": "verbose"})
+    try:
+        assert replica.process.wait(timeout=START_TIMEOUT) != 0
+    finally:
+        replica.ensure_stopped()
+    assert "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'VERBOSE'" in replica.log_text()
