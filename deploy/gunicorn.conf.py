@@ -9,7 +9,7 @@ import tempfile
 
 import structlog
 
-from service.logs import LEVELS
+from service.logs import level_number
 from service.serving import install as send_head_with_body
 
 send_head_with_body()  # a killed worker cannot leave a proxy holding a header without its body
@@ -44,8 +44,10 @@ control_socket_disable = True  # nothing to write under $HOME on a read-only roo
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-if loglevel.upper() not in LEVELS:  # else gunicorn stops with "Unable to configure logger"
-    sys.exit(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, not {loglevel.upper()!r}")
+try:
+    level_number(loglevel)
+except ValueError as exc:  # else gunicorn stops with "Unable to configure logger"
+    sys.exit(str(exc))
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
