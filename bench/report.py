@@ -89,20 +89,31 @@ def interval_row(data: dict[str, Any], op: str, bound: float, at: int = 1) -> li
     of that median, in column `at`, and whether it settles the target (lies wholly on one side of
     it) or leaves it to the machine's noise."""
     interval = _interval(data)
-    coverage = f"{interval.coverage:.0%}" if interval else "90%"
+    coverage, within = _interval_cells(interval)
     cells = [f"{coverage} interval of that median (order statistics of the rounds)", "", "", ""]
-    cells[at] = "too few rounds" if interval is None else f"{interval.low:.2f} to {interval.high:.2f}"
+    cells[at] = within
     return [*cells, settled_cell(interval, op, bound)]
+
+
+def _interval_cells(interval: Interval | None) -> tuple[str, str]:
+    """(its coverage, its bounds) as the tables show them."""
+    if interval is None:
+        return "90%", "too few rounds"
+    return f"{interval.coverage:.0%}", f"{interval.low:.2f} to {interval.high:.2f}"
 
 
 def _cpu_rows(sat: dict[str, Any]) -> list[list[str]]:
     """The workers' CPU per request, control ÷ triage: a median of rounds and its interval, no target."""
-    median, interval = sat.get("cpu_ratio_median"), sat.get("cpu_ratio_interval")
-    shown = "not measured" if median is None else f"{median:.2f}"
-    within = "too few rounds" if not interval else f"{interval[0]:.2f} to {interval[1]:.2f}"
-    coverage = f"{interval[2]:.0%}" if interval else "90%"
+    median = sat.get("cpu_ratio_median")
+    coverage, within = _interval_cells(_interval(sat, "cpu_ratio_interval"))
     return [
-        ["workers' CPU per request, control ÷ triage, median of rounds", shown, "", "", "- (not a target)"],
+        [
+            "workers' CPU per request, control ÷ triage, median of rounds",
+            "not measured" if median is None else f"{median:.2f}",
+            "",
+            "",
+            "- (not a target)",
+        ],
         [f"{coverage} interval of that median", within, "", "", "-"],
     ]
 
@@ -113,9 +124,9 @@ def settled_cell(interval: Interval | None, op: str, bound: float) -> str:
     return f"straddles {bound:g}: **not settled** by this run"
 
 
-def _interval(data: dict[str, Any] | None) -> Interval | None:
+def _interval(data: dict[str, Any] | None, key: str = "ratio_interval") -> Interval | None:
     # Stored as a list once the results have been through JSON.
-    found = (data or {}).get("ratio_interval")
+    found = (data or {}).get(key)
     return Interval(*found) if found else None
 
 
