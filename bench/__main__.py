@@ -169,8 +169,10 @@ def section_http(budget: Budget, workdir: Path) -> dict[str, dict[str, Any]]:
                 server,
                 folder,
                 bodies,
+                connections=budget.connections,
+                seconds=budget.saturation_seconds,
+                rounds=budget.saturation_rounds,
                 warmup_seconds=budget.warmup_seconds,
-                **{**common, "seconds": budget.saturation_seconds, "rounds": budget.saturation_rounds},
             )
             half = sat["rate"]["control"] / 2
             say(f"HTTP at half the control's rate ({half:.0f} req/s)")
