@@ -7,11 +7,13 @@ The table is GENERATED from the knowledge base, so it cannot drift from the rule
   most urgent first, then knowledge order; an always-true row (the baseline) is last in its rank.
   Hit policy "first" then returns the most urgent level whose rule holds, which is our level.
 - Input: the engine's own facts (`build_facts`, so unknown markers and the derived sensation areas
-  mean the same on both sides) flattened into one JSON object, key = the finding path with dots as
+  mean the same on both sides; contradicted normal readings set aside as the engine does) flattened
+  into one JSON object, key = the finding path with dots as
   underscores (`findings.slr.result` -> `findings_slr_result`); sets are lists, unknown is null.
 - One input column per finding a level rule reads. Cells: `is` -> `"v"`, `in` -> `"a", "b"`
   (unary tests, false on null); `has` -> `$ != null and contains($, "v")`, `has_any` ->
-  `$ != null and some($, # in ["a", "b"])`, `at_least` -> `$ != null and $ >= n`. With `$` null,
+  `$ != null and some($, # in ["a", "b"])`, `at_least` -> `$ != null and $ >= n`, `below` -> `$ != null
+  and $ < n`; a count (`at_least: n, of: [...]`) becomes one conjunction per choice of n of its items. With `$` null,
   zen's `contains`, `some`, `"v" in $` and `>=` raise instead of answering false; a decision table
   happens to count a raising cell as no match, but the guard states the intent rather than lean on
   a swallowed error (it costs nothing measurable). Several atoms on one finding in one conjunction
@@ -40,15 +42,16 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from itertools import product
+from itertools import combinations, product
 from typing import Any, Protocol
 
 import zen
 
 from service.engine import evaluate
 from service.engine.facts import build_facts
-from service.engine.logic import All, Any_, Atom, Condition, PartialSet
+from service.engine.logic import All, Any_, AtLeast, Atom, Condition, PartialSet
 from service.engine.model import KnowledgeBase
+from service.engine.triage import set_aside
 
 TABLE_NODE = "triage-level"
 
@@ -64,11 +67,17 @@ def _dnf(cond: Condition) -> list[tuple[Atom, ...]]:
     if isinstance(cond, Any_):
         return [term for item in cond.items for term in _dnf(item)]
     if isinstance(cond, All):
-        terms: list[tuple[Atom, ...]] = [()]
-        for item in cond.items:
-            terms = [a + b for a, b in product(terms, _dnf(item))]
-        return [tuple(dict.fromkeys(term)) for term in terms]
+        return _conjoin(cond.items)
+    if isinstance(cond, AtLeast):  # any n of the items: one conjunction per choice of n
+        return [term for chosen in combinations(cond.items, cond.n) for term in _conjoin(chosen)]
     raise TypeError(f"not a condition: {cond!r}")
+
+
+def _conjoin(items: Sequence[Condition]) -> list[tuple[Atom, ...]]:
+    terms: list[tuple[Atom, ...]] = [()]
+    for item in items:
+        terms = [a + b for a, b in product(terms, _dnf(item))]
+    return [tuple(dict.fromkeys(term)) for term in terms]
 
 
 def _literal(value: Any) -> str:
@@ -88,6 +97,8 @@ def _expression(atom: Atom) -> str:
         return f"$ != null and some($, # in {value})"
     if atom.op == "at_least":
         return f"$ != null and $ >= {value}"
+    if atom.op == "below":
+        return f"$ != null and $ < {value}"
     raise ValueError(f"unknown operator {atom.op!r}")
 
 
@@ -177,7 +188,11 @@ def decision_object(table: dict[str, Any]) -> zen.ZenDecision:
 def zen_input(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     """The decision's input: our facts, flat, sets as lists, unknown as null (see the module doc)."""
     out: dict[str, Any] = {}
-    for path, value in build_facts(request, kb.findings).items():
+    facts = build_facts(request, kb.findings)
+    conflicting = [path for c in kb.conflicts if c.when.check(facts).truth for path in c.unknown]
+    if conflicting:  # contradicted normal readings are set aside, as the engine does
+        facts = build_facts(set_aside(request, conflicting), kb.findings)
+    for path, value in facts.items():
         if isinstance(value, frozenset):
             value = list(value)
         elif isinstance(value, PartialSet):  # FHIR only; a table cannot say "unknown member" this way

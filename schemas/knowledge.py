@@ -2,7 +2,7 @@
 
 from marshmallow import fields
 
-from schemas.base import StrictSchema
+from schemas.base import StrictSchema, choice
 from schemas.triage import CitationOut, KnowledgeRef
 
 
@@ -57,12 +57,42 @@ class FindingDoc(StrictSchema):
     question = fields.String(required=True)
 
 
+class IntendedUseDoc(StrictSchema):
+    population = fields.String(required=True)
+    min_age = fields.Integer(required=True)
+    notes = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={
+            "description": "The note an answer carries for a patient in the population, out of it, or of unknown age."
+        },
+    )
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+    document = fields.String(required=True, metadata={"description": "The intended-use statement in the repository."})
+
+
+class AuthorityDoc(StrictSchema):
+    id = choice(("clinical", "fitness", "service_policy"), "An authority a citation can name.", required=True)
+    meaning = fields.String(required=True)
+
+
+class ConflictDoc(StrictSchema):
+    id = fields.String(required=True)
+    statement = fields.String(required=True)
+    read_as_unknown = fields.List(fields.String(), required=True)
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
 class Knowledge(KnowledgeRef):
+    intended_use = fields.Nested(IntendedUseDoc, required=True)
+    authorities = fields.List(fields.Nested(AuthorityDoc), required=True)
     levels = fields.List(fields.Nested(LevelDoc), required=True)
     findings = fields.List(fields.Nested(FindingDoc), required=True)
     rules = fields.List(fields.Nested(RuleDoc), required=True)
     causes = fields.List(fields.Nested(CauseDoc), required=True)
     advice = fields.List(fields.Nested(AdviceDoc), required=True)
+    conflicts = fields.List(fields.Nested(ConflictDoc), required=True)
 
 
 class Section(StrictSchema):
@@ -80,6 +110,12 @@ class Section(StrictSchema):
 class Source(StrictSchema):
     id = fields.String(required=True)
     file = fields.String(required=True)
+    held = choice(
+        ("texts", "project"),
+        "texts: a published text the operator provides (TRIAGE_SOURCE_TEXTS_DIR); project: the service's own "
+        "clinical policy, kept in this repository (docs/clinical-safety/policy.md).",
+        required=True,
+    )
     title = fields.String(required=True)
     kind = fields.String(required=True)
     authority = fields.String(required=True)

@@ -16,8 +16,14 @@ LEVELS = ("emergency", "urgent", "routine", "self_care")
 
 # --- request ------------------------------------------------------------------------------------
 class Patient(StrictSchema):
-    age = StrictInteger(validate=validate.Range(0, 130), metadata={"description": "Age in years."})
-    sex = choice(("female", "male", "other", "unknown"), "Sex.")
+    age = StrictInteger(
+        validate=validate.Range(0, 130),
+        metadata={
+            "description": "Age in years. Omitted means unknown: rules that depend on age wait for it. "
+            "The intended population is adults 16 and over (see scope in the answer)."
+        },
+    )
+    sex = choice(("female", "male", "other", "unknown"), "Sex. Recorded; no rule uses it in this version.")
 
 
 class StraightLegRaise(StrictSchema):
@@ -54,6 +60,7 @@ class Pain(StrictSchema):
     locations = choice_list(PAIN_LOCATIONS, "Where the pain is; the list is taken as complete.")
     severity = StrictInteger(validate=validate.Range(0, 10), metadata={"description": "0 (none) to 10 (worst)."})
     unrelenting = tri("Constant pain not eased by rest or position.")
+    night = tri("Pain that wakes the patient or is worst at night.")
 
 
 class History(StrictSchema):
@@ -65,10 +72,11 @@ class History(StrictSchema):
     )
     prolonged_sitting = tri("Long periods of sitting.")
     recent_immobility = tri("Recent inactivity, for example after surgery.")
+    cancer = tri("A history of cancer, however long ago.")
 
 
 class Systemic(StrictSchema):
-    fever = tri("Fever.")
+    fever = tri("Fever (38 C or more) or feeling hot and shivery.")
     weight_loss = tri("Unexplained weight loss.")
 
 
@@ -80,7 +88,7 @@ class Hip(StrictSchema):
 
 
 class Function(StrictSchema):
-    walking_affected = tri("Walking or daily activities clearly affected.")
+    walking_affected = tri("Walking or daily activities clearly affected, including a new limp.")
     back_arches_on_lift = tri("The lower back arches when the leg is lifted.")
 
 
@@ -95,6 +103,7 @@ class Findings(StrictSchema):
     systemic = fields.Nested(Systemic)
     hip = fields.Nested(Hip)
     function = fields.Nested(Function)
+    other_weakness = tri("Weakness elsewhere in the leg: knee, ankle or foot (for example a foot drop).")
 
 
 class TriageRequest(FastLoadSchema, StrictSchema):
@@ -115,7 +124,11 @@ class CitationOut(StrictSchema):
     file = fields.String(required=True)
     kind = fields.String(required=True, metadata={"description": "What kind of text the source is."})
     authority = choice(
-        ("clinical", "fitness"), "clinical: explanatory clinical article; fitness: fitness material.", required=True
+        ("clinical", "fitness", "service_policy"),
+        "clinical: explanatory clinical article; fitness: fitness material (never raises the level on its own); "
+        "service_policy: the service's own clinical policy (docs/clinical-safety/policy.md), where the texts "
+        "are silent or their condition is not met.",
+        required=True,
     )
     section = fields.String(required=True)
     heading = fields.String(required=True, allow_none=True)
@@ -133,6 +146,13 @@ class TriageLevel(StrictSchema):
         required=True,
         metadata={"description": "True when an unknown finding could, if abnormal, raise the level (see missing)."},
     )
+    incomplete = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True when no red-flag question has been answered: the answer is then not a triage "
+            "decision, and label and action say so (policy SP-3)."
+        },
+    )
     rules = fields.List(fields.String(), required=True, metadata={"description": "Rules that set the level."})
     citations = fields.List(fields.Nested(CitationOut), required=True)
 
@@ -141,12 +161,32 @@ class CauseOut(StrictSchema):
     id = fields.String(required=True)
     name = fields.String(required=True)
     about = fields.String(required=True)
-    strength = choice(("strong", "moderate", "weak"), "From the score.", required=True)
-    score = fields.Integer(required=True, metadata={"description": "Sum of rule weights for and against."})
+    strength = choice(
+        ("strong", "moderate", "weak"),
+        "How well the findings fit (policy SP-10), not a probability: strong needs a discriminating sign and a "
+        "score of 3 or more, moderate a score of 2 or more.",
+        required=True,
+    )
+    score = fields.Integer(
+        required=True,
+        metadata={
+            "description": "Net weight of the evidence (3 discriminating, 2 typical, 1 compatible; negative "
+            "against); only causes scoring above 0 are listed."
+        },
+    )
     supporting = fields.List(fields.String(), required=True, metadata={"description": "Finding paths for."})
     conflicting = fields.List(fields.String(), required=True, metadata={"description": "Finding paths against."})
-    rules = fields.List(fields.String(), required=True)
-    citations = fields.List(fields.Nested(CitationOut), required=True)
+    rules = fields.List(
+        fields.String(), required=True, metadata={"description": "Rules that weighed on it, for or against."}
+    )
+    rules_against = fields.List(
+        fields.String(), required=True, metadata={"description": "Those of them that counted against it."}
+    )
+    citations = fields.List(
+        fields.Nested(CitationOut),
+        required=True,
+        metadata={"description": "The cause's own description and the rules that supported it in this answer."},
+    )
 
 
 class ReferralOut(StrictSchema):
@@ -156,7 +196,11 @@ class ReferralOut(StrictSchema):
         required=True,
     )
     urgency = choice(("emergency", "urgent", "routine", "if_persistent", "self_care"), "How soon.", required=True)
-    tests = fields.List(fields.String(validate=validate.OneOf(("mri", "nerve_conduction_study"))), required=True)
+    tests = fields.List(
+        fields.String(validate=validate.OneOf(("mri", "x_ray", "blood_tests", "nerve_conduction_study"))),
+        required=True,
+        metadata={"description": "Tests to arrange, at the referral's urgency (never below the level)."},
+    )
     rules = fields.List(fields.String(), required=True)
     citations = fields.List(fields.Nested(CitationOut), required=True)
 
@@ -186,6 +230,28 @@ class TraceOut(StrictSchema):
     matched = fields.List(fields.Nested(Matched), required=True)
 
 
+class ScopeOut(StrictSchema):
+    population = choice(
+        ("in", "out", "unknown"),
+        "The patient's age against the intended population (adults 16 and over): in, out (under 16) or unknown.",
+        required=True,
+    )
+    note = fields.String(required=True, metadata={"description": "What that means for this answer."})
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
+class ConflictOut(StrictSchema):
+    id = fields.String(required=True)
+    statement = fields.String(required=True)
+    findings = fields.List(fields.String(), required=True, metadata={"description": "The findings that contradict."})
+    read_as_unknown = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "Findings whose normal reading was set aside as unknown (policy SP-3)."},
+    )
+    citations = fields.List(fields.Nested(CitationOut), required=True)
+
+
 class KnowledgeRef(StrictSchema):
     version = fields.String(required=True)
     sha256 = fields.String(required=True, metadata={"description": "SHA-256 over the canonical knowledge base."})
@@ -193,10 +259,24 @@ class KnowledgeRef(StrictSchema):
 
 class TriageResponse(StrictSchema):
     triage = fields.Nested(TriageLevel, required=True)
-    causes = fields.List(fields.Nested(CauseOut), required=True, metadata={"description": "Most likely first."})
+    scope = fields.Nested(
+        ScopeOut, required=True, metadata={"description": "The intended population and this patient."}
+    )
+    causes = fields.List(
+        fields.Nested(CauseOut),
+        required=True,
+        metadata={"description": "Candidate causes the findings support, most specific evidence first (policy SP-10)."},
+    )
     referrals = fields.List(fields.Nested(ReferralOut), required=True)
     advice = fields.List(fields.Nested(AdviceOut), required=True)
-    missing = fields.List(fields.Nested(MissingOut), required=True)
+    missing = fields.List(
+        fields.Nested(MissingOut),
+        required=True,
+        metadata={"description": "Questions still to ask, those whose answer alone could raise the level first."},
+    )
+    conflicts = fields.List(
+        fields.Nested(ConflictOut), required=True, metadata={"description": "Findings that contradict each other."}
+    )
     trace = fields.List(fields.Nested(TraceOut), required=True, metadata={"description": "Every rule that fired."})
     knowledge = fields.Nested(KnowledgeRef, required=True)
     disclaimer = fields.String(required=True)

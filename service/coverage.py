@@ -24,7 +24,7 @@ class Section:
     source: str
     section: str
     heading: str
-    cited_by: tuple[str, ...]  # "rule RF-...", "cause ...", "advice ..."
+    cited_by: tuple[str, ...]  # "rule RF-...", "cause ...", "advice ...", "conflict CF-...", "scope"
     reason: str | None  # why it is cited by none, when it is not
 
 
@@ -38,10 +38,14 @@ def coverage(kb: KnowledgeBase, folder: Path) -> Coverage:
     """The coverage of the sources by `kb`, with the reasons recorded in `folder`/coverage.yaml."""
     reasons = _reasons(folder / COVERAGE_FILE)
     users: dict[tuple[str, str], list[str]] = {}
-    for kind, items in (("rule", kb.rules), ("cause", kb.causes.values()), ("advice", kb.advice.values())):
+    kinds = (("rule", kb.rules), ("cause", kb.causes.values()), ("advice", kb.advice.values()))
+    kinds += (("conflict", kb.conflicts),)
+    for kind, items in kinds:
         for item in items:
             for citation in item.citations:
                 users.setdefault((citation.source, citation.section), []).append(f"{kind} {item.id}")
+    for citation in kb.scope.citations if kb.scope else ():
+        users.setdefault((citation.source, citation.section), []).append("scope")
     report = Coverage()
     known = set()
     for source in kb.sources:

@@ -10,7 +10,7 @@ ALL_CLEAR: dict[str, Any] = {
     "saddle_numbness": "absent",
     "bladder": "normal",
     "bowel": "normal",
-    "pain": {"locations": [], "severity": 0, "unrelenting": "absent"},
+    "pain": {"locations": [], "severity": 0, "unrelenting": "absent", "night": "absent"},
     "history": {
         "onset": "gradual",
         "progression": "stable",
@@ -18,6 +18,7 @@ ALL_CLEAR: dict[str, Any] = {
         "activity_at_onset": "other",
         "prolonged_sitting": "absent",
         "recent_immobility": "absent",
+        "cancer": "absent",
     },
     "systemic": {"fever": "absent", "weight_loss": "absent"},
     "hip": {
@@ -27,7 +28,9 @@ ALL_CLEAR: dict[str, Any] = {
         "front_tenderness": "absent",
     },
     "function": {"walking_affected": "absent", "back_arches_on_lift": "absent"},
+    "other_weakness": "absent",
 }
+ADULT = {"age": 40}  # the patient block of an adult in the intended population, for final answers
 
 
 def set_path(findings: dict[str, Any], path: str, value: Any) -> None:
@@ -69,3 +72,25 @@ def cause_ids(result: dict[str, Any]) -> list[str]:
 
 def referral(result: dict[str, Any], to: str) -> dict[str, Any] | None:
     return next((r for r in result["referrals"] if r["to"] == to), None)
+
+
+def put(request: dict[str, Any], path: str, value: Any) -> None:
+    """Set a value in a whole request by its full dotted path (findings.… or patient.…); None removes it."""
+    *parents, leaf = path.split(".")
+    node = request
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+
+
+def fetch(request: dict[str, Any], path: str) -> Any:
+    """A value of a whole request by its full dotted path; None when absent."""
+    node: Any = request
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node

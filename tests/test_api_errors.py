@@ -310,7 +310,10 @@ def test_triage_200_shape(client, triage):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     body = response.get_json()
-    assert set(body) == {"triage", "causes", "referrals", "advice", "missing", "trace", "knowledge", "disclaimer"}
+    assert set(body) == {
+        *("triage", "scope", "causes", "referrals", "advice", "missing", "conflicts", "trace", "knowledge"),
+        "disclaimer",
+    }
     assert body["triage"]["level"] == "emergency"
     assert "RF-CES-BLADDER" in body["triage"]["rules"]
     assert body == triage({"bladder": "retention"})
@@ -352,6 +355,20 @@ def test_knowledge(client, kb):
     assert [r["id"] for r in body["rules"]] == [r.id for r in kb.rules]
 
 
+def test_knowledge_describes_the_scope_the_policy_and_the_authorities(client):
+    """Issue 19: the intended population, the policy as a source, and what each authority means."""
+    body = client.get("/v1/knowledge").get_json()
+    assert body["intended_use"]["min_age"] == 16
+    assert body["intended_use"]["document"] == "docs/clinical-safety/intended-use.md"
+    assert set(body["intended_use"]["notes"]) == {"in", "out", "unknown"}
+    assert [a["id"] for a in body["authorities"]] == ["clinical", "fitness", "service_policy"]
+    policy_rules = [r for r in body["rules"] if any(c["source"] == "SP" for c in r["citations"])]
+    assert policy_rules and all(
+        c["authority"] == "service_policy" for r in policy_rules for c in r["citations"] if c["source"] == "SP"
+    )
+    assert body["conflicts"][0]["id"] == "CF-PAIN-WITHOUT-PLACE"
+
+
 def test_rule(client):
     response = client.get("/v1/rules/RF-CES-BLADDER")
     assert response.status_code == 200
@@ -367,11 +384,12 @@ def test_sources(client):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     sources = response.get_json()["sources"]
-    assert len(sources) == 5
+    assert len(sources) == 6  # the five texts and the service's own policy
     for source in sources:
-        assert {"id", "file", "title", "kind", "sha256", "sections"} <= source.keys()
+        assert {"id", "file", "held", "title", "kind", "sha256", "sections"} <= source.keys()
         assert re.fullmatch(r"[0-9a-f]{64}", source["sha256"])
-    assert len({s["id"] for s in sources}) == 5
+    assert len({s["id"] for s in sources}) == 6
+    assert [s["id"] for s in sources if s["held"] == "project"] == ["SP"]
 
 
 def test_source_detail(client):

@@ -12,7 +12,7 @@ from bench.zen import KeyedDecision, compare, decision_object, decision_table, z
 from schemas.triage import TriageRequest
 from service.engine import evaluate
 from service.knowledge import load_knowledge
-from tests.test_safety import findings_st
+from tests.test_safety import requests_st
 
 KB = load_knowledge()
 TABLE = decision_table(KB)
@@ -27,9 +27,9 @@ def test_zen_gives_our_level_on_the_scenario_mix(path):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(findings_st())
-def test_zen_gives_our_level_on_generated_findings(findings):
-    request = TriageRequest().load({"findings": findings})  # the same validated data the service evaluates
+@given(requests_st())
+def test_zen_gives_our_level_on_generated_findings(request):
+    request = TriageRequest().load(request)  # the same validated data the service evaluates
     ours = evaluate(KB, request)["triage"]["level"]
     assert zen_level(DECISIONS["engine_key"], KB, request) == ours
     assert zen_level(DECISIONS["decision_object"], KB, request) == ours

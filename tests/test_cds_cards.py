@@ -7,6 +7,7 @@ service emits must parse with the R4B models of fhir.resources.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service import create_app
 from service.cds.fhir_out import EXT_CITATION, EXT_LEVEL, EXT_RULE, OWN_SYSTEM
-from tests.fhir_cases import SERVICE_URL, assessment, call_for, walk
+from tests.fhir_cases import SERVICE_URL, assessment, call_for, patient, walk
 from tests.scenarios import exam
 from tests.test_clinical_rules import CASES
 
@@ -26,13 +27,22 @@ def cds_client():
     return create_app({"TESTING": True, "CDS_AUTH_DISABLED": True, "API_OPEN": True}).test_client()
 
 
+def _age(born: str) -> int:
+    birth, today = date.fromisoformat(born), datetime.now(UTC).date()
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+# The patient of every CDS Hooks call (tests/fhir_cases.py), as the /v1/triage body states it.
+PATIENT = {"age": _age(patient()["birthDate"]), "sex": "female"}
+
+
 @pytest.fixture(scope="module")
 def answers(cds_client) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Per scenario: (the /v1/triage answer, the CDS Hooks answer) for the same findings."""
+    """Per scenario: (the /v1/triage answer, the CDS Hooks answer) for the same findings and patient."""
     out = {}
     for case in CASES:
         findings = exam(case.changes)
-        direct = cds_client.post("/v1/triage", json={"findings": findings})
+        direct = cds_client.post("/v1/triage", json={"findings": findings, "patient": PATIENT})
         hooked = cds_client.post(SERVICE_URL, json=call_for(findings))
         assert direct.status_code == 200, case.name
         assert hooked.status_code == 200, (case.name, hooked.get_json())
@@ -127,6 +137,53 @@ def test_referrals_become_service_request_suggestions(answers):
         r["priority"] == "stat" and r["code"]["coding"][0]["code"] == "referral-emergency-department" for r in requests
     )
     assert all(r["status"] == "draft" and r["intent"] == "proposal" for r in requests)
+
+
+def _card(cds_client, findings: dict[str, Any], **patient_fields: Any) -> dict[str, Any]:
+    call = call_for(findings)
+    call["prefetch"]["patient"] = patient(**patient_fields)
+    response = cds_client.post(SERVICE_URL, json=call)
+    assert response.status_code == 200, response.get_json()
+    [card] = response.get_json()["cards"]
+    return card
+
+
+def _requests(card: dict[str, Any]) -> list[dict[str, Any]]:
+    resources = [a["resource"] for s in card["suggestions"] for a in s["actions"]]
+    return [r for r in resources if r["resourceType"] == "ServiceRequest"]
+
+
+def test_emergency_imaging_becomes_a_stat_service_request(cds_client):
+    """H-05; policy SP-4 p2, SP-9 p2: an isolated cauda equina red flag proposes an MRI at stat priority,
+    and nothing routine beside it."""
+    card = _card(cds_client, exam({"saddle_numbness": "present"}))
+    priorities = {r["code"]["coding"][0]["code"]: r["priority"] for r in _requests(card)}
+    assert priorities == {"referral-emergency-department": "stat", "test-mri": "stat"}
+
+
+def test_card_wording_never_claims_a_probability(cds_client):
+    """H-07; policy SP-10 p2: the cause is one to consider first, with how well the findings fit."""
+    card = _card(cds_client, exam({"slr": {"result": "weak", "side": "both"}, "history.onset": "sudden"}))
+    assert card["summary"].startswith("Emergency: consider Cauda equina syndrome first.")
+    text = card["summary"] + card["detail"]
+    assert "most likely" not in text.lower() and "probab" not in card["summary"].lower()
+    assert "Causes to consider" in card["detail"] and "not probabilities" in card["detail"]
+    rationale = assessment(card)["prediction"][0]["rationale"]
+    assert "not a probability" in rationale
+
+
+def test_an_incomplete_or_out_of_scope_answer_says_so_on_the_card(cds_client):
+    """H-11, H-13; policy SP-3 p3, SP-8 p2: the card's summary, detail and record say so."""
+    incomplete = _card(cds_client, {"slr": {"result": "weak"}})  # no red-flag question answered
+    assert incomplete["summary"].startswith("Incomplete assessment:")
+    assert incomplete["indicator"] == "warning"
+    assert "not a triage decision" in incomplete["detail"]
+    assert all(r["code"]["coding"][0]["code"] != "referral-self-management" for r in _requests(incomplete))
+    child = _card(cds_client, exam({"pain.locations": ["groin"], "pain.severity": 4}), birthDate="2019-02-01")
+    assert child["summary"].startswith("Routine (under 16, outside intended use)")
+    assert child["indicator"] == "warning"
+    assert "outside the intended use" in child["detail"]
+    assert any("outside the intended use" in n["text"] for n in assessment(child)["note"])
 
 
 def test_operation_outcomes_parse_as_r4b(cds_client):

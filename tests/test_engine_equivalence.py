@@ -24,8 +24,8 @@ from service.engine.facts import build_facts
 from service.engine.plan import plan_for
 from service.knowledge import load_knowledge
 from tests.reference_engine import evaluate as reference
-from tests.scenarios import exam, get_path, set_path
-from tests.test_safety import SET_PATHS, _valid, findings_st
+from tests.scenarios import exam, fetch, put
+from tests.test_safety import AREAS, SET_PATHS, STATUS, _valid, requests_st
 
 KB = load_knowledge()
 KB10 = synthetic_knowledge(10)
@@ -38,6 +38,7 @@ def assert_reference_answer(kb, request):
     answer = evaluate(kb, request)
     assert answer == expected
     assert answer.json() == orjson.dumps(expected)
+    return answer
 
 
 @pytest.mark.parametrize("factor", [1, 10, 100])
@@ -48,31 +49,31 @@ def test_every_scenario_gets_the_reference_answer(factor):
 
 
 @GENERATED
-@given(findings_st())
-def test_generated_requests_get_the_reference_answer(findings):
-    request = _valid(findings)
+@given(requests_st())
+def test_generated_requests_get_the_reference_answer(request):
+    request = _valid(request)
     for kb in (KB, KB10):
         assert_reference_answer(kb, request)
 
 
 @GENERATED
-@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
-def test_sets_known_in_part_get_the_reference_answer(findings, path, data):
+@given(requests_st(), st.sampled_from(SET_PATHS), st.data())
+def test_sets_known_in_part_get_the_reference_answer(request, path, data):
     values = KB.findings[path].values
     present = data.draw(st.lists(st.sampled_from(values), unique=True))
     rest = [v for v in values if v not in present]
     absent = data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
-    request = json.loads(json.dumps(_valid(findings)))
-    if path.endswith("areas") and get_path(request["findings"], "findings.sensation.status") == "normal":
-        set_path(request["findings"], "findings.sensation.status", "reduced")
-    set_path(request["findings"], path, {"present": present, "absent": absent})
+    request = json.loads(json.dumps(_valid(request)))
+    if path == AREAS and fetch(request, STATUS) == "normal":
+        put(request, STATUS, "reduced")
+    put(request, path, {"present": present, "absent": absent})
     assert_reference_answer(KB, request)
 
 
 @GENERATED
-@given(findings_st())
-def test_the_generated_reader_reads_the_facts_build_facts_gives(findings):
-    request = _valid(findings)
+@given(requests_st())
+def test_the_generated_reader_reads_the_facts_build_facts_gives(request):
+    request = _valid(request)
     assert plan_for(KB).read(request).facts == build_facts(request, KB.findings)
 
 

@@ -3,7 +3,8 @@
 Each line is a POST /v1/triage body written from a source section (examples/README.md names it,
 with the expected level and whether the answer is provisional). The file is evaluated by the real
 command, `python -m service evaluate`, and every answer checked against the table; the complete
-exams are the clinical scenarios of tests/test_clinical_rules.py, so the two cannot drift apart.
+exams are the clinical scenarios of tests/test_clinical_rules.py and the policy scenarios of
+tests/test_clinical_policy.py, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import orjson
 
-from tests.scenarios import exam
+from tests.scenarios import ADULT, exam
+from tests.test_clinical_policy import POLICY_CASES
 from tests.test_clinical_rules import CASES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,7 @@ def test_every_case_gets_the_level_its_source_section_says(tmp_path):
         triage = result["answer"]["triage"]
         assert triage["level"] == row["level"], row
         assert triage["provisional"] is (row["provisional"] == "yes"), row
+        assert triage["incomplete"] is (row["incomplete"] == "yes"), row
         if row["provisional"] == "yes":
             assert result["answer"]["missing"], row  # unknown findings are asked for, never assumed
 
@@ -51,5 +54,10 @@ def test_the_complete_exams_are_the_clinical_scenarios():
     lines = (EXAMPLES / "cases.jsonl").read_bytes().splitlines()
     rows = table()
     for number, case in enumerate(CASES):
-        assert orjson.loads(lines[number]) == {"findings": exam(case.changes)}, case.name
+        assert orjson.loads(lines[number]) == {"patient": ADULT, "findings": exam(case.changes)}, case.name
+        assert rows[number]["case"] == case.name and rows[number]["level"] == case.level
+    first = len(lines) - len(POLICY_CASES)
+    for number, case in enumerate(POLICY_CASES, first):
+        body = {"findings": exam(case.changes)} | ({"patient": case.patient} if case.patient else {})
+        assert orjson.loads(lines[number]) == body, case.name
         assert rows[number]["case"] == case.name and rows[number]["level"] == case.level

@@ -22,7 +22,7 @@ from service.engine import evaluate
 from service.knowledge import load_knowledge
 from service.routes.triage import TRIAGE_REQUEST_SCHEMA
 from tests.scenarios import get_path, set_path
-from tests.test_safety import findings_st
+from tests.test_safety import requests_st
 
 CHECK = compile_schema(TriageRequest())
 ODD_VALUES = st.sampled_from(
@@ -48,7 +48,7 @@ def _marshmallow(body):
 
 @st.composite
 def bodies(draw):
-    body = {"findings": draw(findings_st())}
+    body = draw(requests_st())
     if draw(st.booleans()):
         body["patient"] = {"age": draw(st.integers(-5, 140)), "sex": draw(st.sampled_from(["female", "male", "x"]))}
     for _ in range(draw(st.integers(0, 3))):

@@ -24,13 +24,31 @@ def test_every_citation_resolves_against_the_source_texts(kb, seeds_dir):
     assert len(kb.citations) > 50
 
 
+def test_every_citation_of_the_service_policy_resolves_against_the_repository(kb):
+    """The policy (docs/clinical-safety/policy.md) is a source like the texts: an edit without
+    `make manifest cite` fails here."""
+    assert text_problems(kb, None) == []
+    assert sum(c.source == "SP" for c in kb.citations.values()) >= 20
+
+
 def test_every_source_fingerprint_matches_its_file(kb, seeds_dir):
     import hashlib
 
     for src in kb.sources:
-        text = (seeds_dir / src["file"]).read_text(encoding="utf-8")
+        folder = ROOT if src["held"] == "project" else seeds_dir
+        text = (folder / src["file"]).read_text(encoding="utf-8")
         assert hashlib.sha256(text.encode()).hexdigest() == src["sha256"]
         assert len(text) == src["length"]
+
+
+def test_an_edited_policy_is_refused(kb, tmp_path):
+    policy = tmp_path / "docs" / "clinical-safety" / "policy.md"
+    policy.parent.mkdir(parents=True)
+    text = (ROOT / "docs" / "clinical-safety" / "policy.md").read_text(encoding="utf-8")
+    policy.write_text(text.replace("65", "75", 1), encoding="utf-8")
+    assert text_problems(kb, None, project=tmp_path) == [
+        "source SP: docs/clinical-safety/policy.md differs from the text the knowledge base cites"
+    ]
 
 
 def test_a_changed_source_text_stops_start_up(kb, seeds_dir, tmp_path):
@@ -70,6 +88,7 @@ def test_sources_record_their_kind_and_authority(kb):
     by_id = {s["id"]: s for s in kb.sources}
     assert {by_id[i]["authority"] for i in ("000", "001")} == {"clinical"}
     assert {by_id[i]["authority"] for i in ("002", "003", "004")} == {"fitness"}
+    assert (by_id["SP"]["authority"], by_id["SP"]["held"]) == ("service_policy", "project")
 
 
 def test_the_hash_is_stable_and_covers_the_content(tmp_path):
@@ -100,7 +119,7 @@ def _leaf_choices(schema, prefix="findings"):
 def test_request_schema_and_finding_catalog_agree(kb):
     schema = TriageRequest().fields["findings"].schema
     leaves = _leaf_choices(schema)
-    assert set(leaves) == set(kb.findings)
+    assert set(leaves) | {"patient.age"} == set(kb.findings)
     for path, choices in leaves.items():
         finding = kb.findings[path]
         if finding.kind == "int":
@@ -180,6 +199,36 @@ BROKEN = [
         "unknown cause 'gout'",
     ),
     ("duplicate rule id", "rules", lambda d: d["rules"].append(dict(_rule(d, "RF-CES-BOWEL"))), "used more than once"),
+    (
+        "level below the urgency words of a cited passage (policy SP-2)",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL")["then"].update(level="urgent"),
+        "cites 000.seek.ces_bladder_bowel, whose words mean emergency, but sets urgent",
+    ),
+    (
+        "level set from a finding being below a bound (only an attribute such as age may)",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL").update(when={"fact": "findings.pain.severity", "below": 3}),
+        "sets a level from a normal value of findings.pain.severity",
+    ),
+    (
+        "cause weight off the policy's scale",
+        "rules",
+        lambda d: _rule(d, "RF-CES-BOWEL")["then"].update(causes={"cauda_equina_syndrome": 5}),
+        "weight 5 is not one of",
+    ),
+    (
+        "a conflict setting aside an abnormal reading",
+        "findings",
+        lambda d: d["conflicts"][0].update(unknown=["findings.pain.unrelenting"]),
+        "findings.pain.unrelenting is read as unknown but the condition tests no normal value of it",
+    ),
+    (
+        "a count that can never hold",
+        "rules",
+        lambda d: _rule(d, "RF-WARNING-SIGNS-TOGETHER")["when"].update(at_least=5),
+        "at_least 5 of 4 conditions can never hold",
+    ),
 ]
 
 

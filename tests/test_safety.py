@@ -1,4 +1,4 @@
-"""Safety invariants over generated findings (hypothesis), plus the unknown-is-not-absent rules."""
+"""Safety invariants over generated requests (hypothesis), plus the unknown-is-not-absent rules."""
 
 import json
 
@@ -9,11 +9,15 @@ from schemas.triage import TriageRequest
 from service.engine import evaluate
 from service.engine.model import Finding
 from service.knowledge import load_knowledge
-from tests.scenarios import ALL_CLEAR, exam, get_path, set_path
+from tests.scenarios import ADULT, ALL_CLEAR, exam, fetch, put
 
 KB = load_knowledge()
 RANK = {level: lv.rank for level, lv in KB.levels.items()}  # 0 = most urgent
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+STATUS, AREAS = "findings.sensation.status", "findings.sensation.areas"
+# Findings that can be abnormal (age is an attribute: no value of it is normal or abnormal).
+GRADED = sorted(p for p, f in KB.findings.items() if not f.attribute)
+RED_FLAGS = sorted((p, v) for p, f in KB.findings.items() for v in f.red_flags)
 
 
 def _value(finding: Finding):
@@ -25,22 +29,35 @@ def _value(finding: Finding):
 
 
 @st.composite
-def findings_st(draw):
-    findings: dict = {}
+def requests_st(draw):
+    """A whole request: each finding (and the patient's age) given or left out at random."""
+    request: dict = {"findings": {}}
     for path, finding in KB.findings.items():
         if draw(st.booleans()):
-            set_path(findings, path, draw(_value(finding)))
-    if get_path(findings, "findings.sensation.status") == "normal":
-        set_path(findings, "findings.sensation.areas", None)  # the schema forbids areas with normal sensation
-    return findings
+            put(request, path, draw(_value(finding)))
+    if fetch(request, STATUS) == "normal":
+        put(request, AREAS, None)  # the schema forbids areas with normal sensation
+    return request
 
 
-def _valid(findings: dict) -> dict:
-    return TriageRequest().load({"findings": findings})  # generated requests pass the real contract
+def _valid(request: dict) -> dict:
+    return TriageRequest().load(request)  # generated requests pass the real contract
 
 
-def _rank(findings: dict) -> int:
-    return RANK[evaluate(KB, _valid(findings))["triage"]["level"]]
+def _rank(request: dict) -> int:
+    return RANK[evaluate(KB, _valid(request))["triage"]["level"]]
+
+
+def _copy(request: dict) -> dict:
+    return json.loads(json.dumps(request))
+
+
+def _with(request: dict, path: str, value) -> dict:
+    changed = _copy(request)
+    put(changed, path, value)
+    if path == AREAS and value and fetch(changed, STATUS) == "normal":
+        put(changed, STATUS, "reduced")  # areas only exist with abnormal sensation
+    return changed
 
 
 def _is_normal(finding: Finding, value) -> bool:
@@ -53,6 +70,8 @@ def _is_normal(finding: Finding, value) -> bool:
 
 def _worse(finding: Finding, current):
     """Values that add an abnormal finding to what is reported now."""
+    if finding.attribute:
+        return []
     if finding.kind == "set":
         return [sorted({*(current or []), v}) for v in finding.values if v not in (current or [])]
     if finding.kind == "int":
@@ -63,67 +82,64 @@ def _worse(finding: Finding, current):
 
 
 @SETTINGS
-@given(findings_st(), st.sampled_from(sorted(KB.findings)), st.data())
-def test_adding_an_abnormal_finding_never_lowers_the_level(findings, path, data):
-    finding = KB.findings[path]
-    options = _worse(finding, get_path(findings, path))
+@given(requests_st(), st.sampled_from(GRADED), st.data())
+def test_adding_an_abnormal_finding_never_lowers_the_level(request, path, data):
+    options = _worse(KB.findings[path], fetch(request, path))
     assume(options)
-    before = _rank(findings)
-    changed = json.loads(json.dumps(findings))
-    set_path(changed, path, data.draw(st.sampled_from(options)))
-    if path == "findings.sensation.areas" and get_path(changed, "findings.sensation.status") == "normal":
-        set_path(changed, "findings.sensation.status", "reduced")  # areas only exist with abnormal sensation
-    assert _rank(changed) <= before
+    changed = _with(request, path, data.draw(st.sampled_from(options)))
+    assert _rank(changed) <= _rank(request)
 
 
 @SETTINGS
-@given(findings_st(), st.data())
-def test_turning_an_absent_finding_unknown_never_lowers_the_level(findings, data):
-    normal = [
-        p for p, f in KB.findings.items() if get_path(findings, p) is not None and _is_normal(f, get_path(findings, p))
-    ]
+@given(requests_st(), st.sampled_from(RED_FLAGS))
+def test_adding_any_red_flag_never_gives_self_care(request, flag):
+    """Policy SP-6: a red flag stands on its own, whatever else is recorded (or not)."""
+    path, value = flag
+    finding = KB.findings[path]
+    current = fetch(request, path)
+    if finding.kind == "set":
+        value = sorted({*(current or []), value})
+    assert evaluate(KB, _valid(_with(request, path, value)))["triage"]["level"] != "self_care", flag
+
+
+@SETTINGS
+@given(requests_st(), st.data())
+def test_turning_an_absent_finding_unknown_never_lowers_the_level(request, data):
+    normal = [p for p in GRADED if fetch(request, p) is not None and _is_normal(KB.findings[p], fetch(request, p))]
     assume(normal)
     path = data.draw(st.sampled_from(normal))
-    before = _rank(findings)
-    changed = json.loads(json.dumps(findings))
-    set_path(changed, path, None)
-    assert _rank(changed) <= before
+    assert _rank(_with(request, path, None)) <= _rank(request)
 
 
 @SETTINGS
-@given(findings_st())
-def test_same_input_same_output(findings):
-    request = _valid(findings)
+@given(requests_st())
+def test_same_input_same_output(request):
+    request = _valid(request)
     assert json.dumps(evaluate(KB, request), sort_keys=True) == json.dumps(evaluate(KB, request), sort_keys=True)
 
 
 @SETTINGS
-@given(findings_st())
-def test_provisional_means_an_unknown_could_raise_the_level(findings):
-    result = evaluate(KB, _valid(findings))
+@given(requests_st())
+def test_provisional_means_an_unknown_could_raise_the_level(request):
+    result = evaluate(KB, _valid(request))
     rank = RANK[result["triage"]["level"]]
     assert result["triage"]["provisional"] == bool(result["missing"])
     for item in result["missing"]:
         assert RANK[item["could_raise_to"]] < rank
         assert item["question"]
     if not result["triage"]["provisional"]:
-        # nothing unknown, set abnormal on its own, may raise the level
+        # nothing unknown, set abnormal on its own (or any age), may raise the level
         for path, finding in KB.findings.items():
-            if get_path(findings, path) is None:
-                for value in _worse(finding, None):
-                    changed = json.loads(json.dumps(findings))
-                    set_path(changed, path, value)
-                    if (
-                        path == "findings.sensation.areas"
-                        and get_path(changed, "findings.sensation.status") == "normal"
-                    ):
-                        continue
-                    assert _rank(changed) >= rank, (path, value)
+            if fetch(request, path) is not None:
+                continue
+            values = range(finding.minimum, finding.maximum + 1) if finding.attribute else _worse(finding, None)
+            for value in values:
+                assert _rank(_with(request, path, value)) >= rank, (path, value)
 
 
 def test_an_omitted_red_flag_is_asked_for_not_assumed_absent(triage):
     """000 'When to Seek Professional Guidance' p2: bladder changes must be asked about."""
-    result = triage(exam({"bladder": None}))
+    result = triage(exam({"bladder": None}), ADULT)
     assert result["triage"]["level"] == "self_care"
     assert result["triage"]["provisional"] is True
     assert [m["field"] for m in result["missing"]] == ["findings.bladder"]
@@ -138,7 +154,7 @@ def test_explicit_unknown_is_the_same_as_omitted(triage):
 
 def test_missing_questions_are_computed_from_the_rules_waiting_on_them(triage):
     """A failed raise with onset unknown: the sudden-onset rules (000 p1, 001 p1, p6) are waiting."""
-    result = triage(exam({"slr.result": "weak", "history.onset": None, "history.trauma": "present"}))
+    result = triage(exam({"slr.result": "weak", "history.onset": None, "history.trauma": "present"}), ADULT)
     missing = {m["field"]: m for m in result["missing"]}
     assert set(missing) == {"findings.history.onset"}
     assert missing["findings.history.onset"]["could_raise_to"] == "emergency"  # RF-TRAUMA
@@ -163,63 +179,61 @@ def test_an_empty_request_asks_for_every_red_flag(triage):
 
 
 def test_complete_normal_exam_is_final(triage):
-    result = triage(ALL_CLEAR)
-    assert result["triage"] == {**result["triage"], "level": "self_care", "provisional": False}
+    result = triage(ALL_CLEAR, ADULT)
+    assert result["triage"] == {**result["triage"], "level": "self_care", "provisional": False, "incomplete": False}
 
 
 SET_PATHS = sorted(p for p, f in KB.findings.items() if f.kind == "set")
 
 
 @SETTINGS
-@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
-def test_a_set_known_only_in_part_never_lowers_the_level(findings, path, data):
+@given(requests_st(), st.sampled_from(SET_PATHS), st.data())
+def test_a_set_known_only_in_part_never_lowers_the_level(request, path, data):
     """FHIR reports set members one by one; members not reported are unknown, never absent."""
-    complete = get_path(findings, path)
+    complete = fetch(request, path)
     assume(isinstance(complete, list))
     values = KB.findings[path].values
     absent = [v for v in values if v not in complete]
     still_known = data.draw(st.lists(st.sampled_from(absent), unique=True)) if absent else []
-    before = _rank(findings)
-    partial = json.loads(json.dumps(_valid(findings)))
-    set_path(partial["findings"], path, {"present": sorted(complete), "absent": sorted(still_known)})
+    before = _rank(request)
+    partial = _copy(_valid(request))
+    put(partial, path, {"present": sorted(complete), "absent": sorted(still_known)})
     assert RANK[evaluate(KB, partial)["triage"]["level"]] <= before
 
 
 @SETTINGS
-@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
-def test_a_member_reported_present_never_lowers_the_level(findings, path, data):
+@given(requests_st(), st.sampled_from(SET_PATHS), st.data())
+def test_a_member_reported_present_never_lowers_the_level(request, path, data):
     values = KB.findings[path].values
     present = data.draw(st.lists(st.sampled_from(values), unique=True))
     absent = data.draw(st.lists(st.sampled_from([v for v in values if v not in present] or [None]), unique=True))
     absent = [v for v in absent if v is not None]
     more = data.draw(st.sampled_from(values))
-    request = json.loads(json.dumps(_valid(findings)))
-    if get_path(request["findings"], "findings.sensation.status") == "normal" and path.endswith("areas"):
-        set_path(request["findings"], "findings.sensation.status", "reduced")
-    set_path(request["findings"], path, {"present": present, "absent": absent})
+    request = _copy(_valid(request))
+    if fetch(request, STATUS) == "normal" and path == AREAS:
+        put(request, STATUS, "reduced")
+    put(request, path, {"present": present, "absent": absent})
     before = RANK[evaluate(KB, request)["triage"]["level"]]
-    set_path(
-        request["findings"], path, {"present": sorted({*present, more}), "absent": [a for a in absent if a != more]}
-    )
+    put(request, path, {"present": sorted({*present, more}), "absent": [a for a in absent if a != more]})
     assert RANK[evaluate(KB, request)["triage"]["level"]] <= before
 
 
 @SETTINGS
-@given(findings_st(), st.sampled_from(SET_PATHS), st.data())
-def test_an_unreported_member_that_could_raise_the_level_is_asked_for(findings, path, data):
+@given(requests_st(), st.sampled_from(SET_PATHS), st.data())
+def test_an_unreported_member_that_could_raise_the_level_is_asked_for(request, path, data):
     values = KB.findings[path].values
     present = data.draw(st.lists(st.sampled_from(values), unique=True))
     rest = [v for v in values if v not in present]
     absent = data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
     unknown = [v for v in rest if v not in absent]
-    request = json.loads(json.dumps(_valid(findings)))
-    if path.endswith("areas"):
-        set_path(request["findings"], "findings.sensation.status", "reduced")
-    set_path(request["findings"], path, {"present": present, "absent": absent})
+    request = _copy(_valid(request))
+    if path == AREAS:
+        put(request, STATUS, "reduced")
+    put(request, path, {"present": present, "absent": absent})
     result = evaluate(KB, request)
     for member in unknown:
-        completed = json.loads(json.dumps(request))
-        set_path(completed["findings"], path, [*present, member])
+        completed = _copy(request)
+        put(completed, path, [*present, member])
         if RANK[evaluate(KB, completed)["triage"]["level"]] < RANK[result["triage"]["level"]]:
             assert result["triage"]["provisional"]
             assert path in {m["field"] for m in result["missing"]}

@@ -9,10 +9,19 @@ from datetime import datetime
 from typing import Any
 
 from service.cds.extract import Note
-from service.cds.fhir_out import OWN_SYSTEM, TARGETS, TESTS, all_citations, prune, risk_assessment, service_requests
+from service.cds.fhir_out import (
+    OWN_SYSTEM,
+    TARGETS,
+    TESTS,
+    all_citations,
+    answer_notes,
+    prune,
+    risk_assessment,
+    service_requests,
+)
 from service.engine.model import KnowledgeBase
 
-INDICATOR = {"emergency": "critical", "urgent": "warning"}  # every other level: info
+INDICATOR = {"emergency": "critical", "urgent": "warning"}  # every other level: info, unless it needs a look
 SUMMARY_MAX = 139  # the spec asks for fewer than 140 characters
 URGENCY_WORDS = {
     "emergency": "now",
@@ -45,25 +54,33 @@ def escape(text: str) -> str:
 
 
 def summary(result: dict[str, Any]) -> str:
+    """The card's one line: the level (or that the assessment is incomplete, and a patient outside the
+    intended population: both in the label), whether it is provisional, and the first cause to consider,
+    never "most likely"."""
     triage = result["triage"]
-    head = triage["label"] + (" (provisional)" if triage["provisional"] else "")
+    head = triage["label"] + (" (provisional)" if triage["provisional"] and not triage["incomplete"] else "")
     text = f"{head}: {triage['action']}"
-    if result["causes"]:
-        text = f"{head}: {result['causes'][0]['name']} most likely. {triage['action']}"
+    if result["causes"] and not triage["incomplete"]:
+        text = f"{head}: consider {result['causes'][0]['name']} first. {triage['action']}"
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def indicator(result: dict[str, Any]) -> str:
+    # An incomplete assessment or a patient outside the intended population needs a look, whatever the level.
+    needs_a_look = result["triage"]["incomplete"] or result["scope"]["population"] == "out"
+    return INDICATOR.get(result["triage"]["level"], "warning" if needs_a_look else "info")
 
 
 def triage_card(
     kb: KnowledgeBase, result: dict[str, Any], notes: list[Note], basis: list[str], ctx: CardContext
 ) -> dict[str, Any]:
-    triage = result["triage"]
     source: dict[str, Any] = {"label": f"Leg-raise triage (knowledge {result['knowledge']['version']})"}
     if ctx.public:
         source["url"] = f"{ctx.base_url}/v1/sources"
     card = {
         "uuid": str(uuid.uuid4()),
         "summary": summary(result),
-        "indicator": INDICATOR.get(triage["level"], "info"),
+        "indicator": indicator(result),
         "detail": detail(kb, result, notes),
         "source": source,
         "suggestions": _suggestions(result, basis, ctx),
@@ -79,11 +96,13 @@ def triage_card(
 def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
     triage = result["triage"]
     lines = [f"**{triage['label']}.** {triage['action']}"]
+    for note in answer_notes(result)[:-1]:  # scope, incomplete, contradictions; the disclaimer closes the card
+        lines.append(f"\n{note}")
     if triage["provisional"]:
         lines.append(f"\nProvisional: {len(result['missing'])} finding(s) not yet known could make this more urgent.")
     if result["causes"]:
-        lines.append("\n**Possible causes**, most likely first:")
-        lines += [f"{i}. {c['name']}: {c['strength']} support" for i, c in enumerate(result["causes"], 1)]
+        lines.append("\n**Causes to consider**, most specific evidence first (a differential, not probabilities):")
+        lines += [f"{i}. {c['name']}: {c['strength']} fit" for i, c in enumerate(result["causes"], 1)]
     referrals = [r for r in result["referrals"] if r["to"] != "self_management"]
     if referrals:
         lines.append("\n**Referrals:**")

@@ -24,7 +24,12 @@ TARGETS = {
     "physical_therapist": "Referral to a physical therapist",
     "self_management": "Self-management",
 }
-TESTS = {"mri": "MRI scan", "nerve_conduction_study": "Nerve conduction study"}
+TESTS = {
+    "mri": "MRI scan",
+    "x_ray": "X-ray",
+    "blood_tests": "Blood tests (blood count, inflammatory markers, cultures if febrile)",
+    "nerve_conduction_study": "Nerve conduction study",
+}
 
 
 def own_code(kind: str, ident: str) -> str:
@@ -92,16 +97,29 @@ def risk_assessment(
                     "coding": [{"system": OWN_SYSTEM, "code": own_code("cause", c["id"]), "display": c["name"]}],
                     "text": c["name"],
                 },
-                "rationale": f"{c['strength']} support (score {c['score']}); rules {', '.join(c['rules'])}",
+                "rationale": f"{c['strength']} fit of the findings (score {c['score']}, not a probability); "
+                f"rules {', '.join(c['rules'])}",
             }
             for c in result["causes"]
         ],
         "mitigation": triage["action"],
-        "note": [{"text": result["disclaimer"]}],
+        "note": [{"text": text} for text in answer_notes(result)],
     }
     if encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     return prune(resource)
+
+
+def answer_notes(result: dict[str, Any]) -> list[str]:
+    """What a reader must know besides the level: the scope when not plainly in it, an incomplete
+    assessment, contradictions found, and the disclaimer."""
+    out = []
+    if result["scope"]["population"] != "in":
+        out.append(result["scope"]["note"])
+    if result["triage"]["incomplete"]:
+        out.append(f"{result['triage']['label']}: {result['triage']['action']}")
+    out += [f"Contradiction: {c['statement']}" for c in result["conflicts"]]
+    return [*out, result["disclaimer"]]
 
 
 def service_requests(

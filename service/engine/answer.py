@@ -14,8 +14,8 @@ import orjson
 
 from service.engine.frozen import FrozenDict
 
-BEFORE_TRACE = ("triage", "causes", "referrals", "advice", "missing")  # an answer's keys, in order,
-AFTER_TRACE = ("knowledge", "disclaimer")  # around "trace"
+BEFORE_TRACE = ("triage", "scope", "causes", "referrals", "advice", "missing", "conflicts")  # an answer's keys,
+AFTER_TRACE = ("knowledge", "disclaimer")  # in order, around "trace"
 
 
 class Answer(FrozenDict):

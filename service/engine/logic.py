@@ -16,8 +16,9 @@ Facts = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class Outcome:
     truth: Truth
-    matched: tuple[str, ...] = ()  # facts that made a true condition true
+    matched: tuple[str, ...] = ()  # facts that made a true condition true (or are true in an unknown one)
     open: tuple[str, ...] = ()  # unknown facts that could still make it true
+    alone: tuple[str, ...] = ()  # those of them that, found abnormal, would make it true on their own
 
 
 TRUE = Outcome(True)
@@ -35,13 +36,13 @@ class PartialSet:
 @dataclass(frozen=True, slots=True)
 class Atom:
     fact: str
-    op: str  # is | in | has | has_any | at_least
+    op: str  # is | in | has | has_any | empty | at_least | below
     value: Any
 
     def check(self, facts: Facts) -> Outcome:
         actual = facts.get(self.fact)
         if actual is None:
-            return Outcome(None, open=(self.fact,))
+            return Outcome(None, open=(self.fact,), alone=(self.fact,))
         op, value = self.op, self.value
         if isinstance(actual, PartialSet):
             return self._check_partial(actual)
@@ -55,17 +56,23 @@ class Atom:
             hit = not value.isdisjoint(actual)
         elif op == "at_least":
             hit = actual >= value
+        elif op == "below":
+            hit = actual < value
+        elif op == "empty":
+            hit = not actual
         else:  # the loader only builds the ops above
             raise ValueError(f"unknown operator {op!r}")
         return Outcome(True, matched=(self.fact,)) if hit else FALSE
 
     def _check_partial(self, actual: PartialSet) -> Outcome:
+        if self.op == "empty":  # empty only if every member is known absent, which a partial set never says
+            return FALSE if actual.present else Outcome(None, open=(self.fact,), alone=(self.fact,))
         wanted = frozenset([self.value]) if self.op == "has" else self.value
         if not wanted.isdisjoint(actual.present):
             return Outcome(True, matched=(self.fact,))
         if wanted <= actual.absent:
             return FALSE
-        return Outcome(None, open=(self.fact,))
+        return Outcome(None, open=(self.fact,), alone=(self.fact,))
 
     def atoms(self) -> tuple[Atom, ...]:
         return (self,)
@@ -78,14 +85,19 @@ class All:
     def check(self, facts: Facts) -> Outcome:
         matched: list[str] = []
         open_: list[str] = []
+        alone: set[str] | None = None  # a fact settles the whole only if it settles every unknown part
         for item in self.items:
             out = item.check(facts)
             if out.truth is False:
                 return FALSE
             matched += out.matched
-            open_ += out.open
+            if out.truth is None:
+                open_ += out.open
+                alone = set(out.alone) if alone is None else alone & set(out.alone)
         if open_:
-            return Outcome(None, open=_unique(open_))
+            # An unknown conjunction keeps the facts already true in it: how far the findings go towards it.
+            alone_ = tuple(f for f in _unique(open_) if f in alone)
+            return Outcome(None, matched=_unique(matched), open=_unique(open_), alone=alone_)
         return Outcome(True, matched=_unique(matched))
 
     def atoms(self) -> tuple[Atom, ...]:
@@ -99,23 +111,58 @@ class Any_:
     def check(self, facts: Facts) -> Outcome:
         matched: list[str] = []
         open_: list[str] = []
+        alone: list[str] = []
         for item in self.items:
             out = item.check(facts)
             if out.truth:
                 matched += out.matched
             elif out.truth is None:
                 open_ += out.open
+                alone += out.alone
         if matched:
             return Outcome(True, matched=_unique(matched))
         if open_:
-            return Outcome(None, open=_unique(open_))
+            return Outcome(None, open=_unique(open_), alone=_unique(alone))
         return FALSE
 
     def atoms(self) -> tuple[Atom, ...]:
         return tuple(a for item in self.items for a in item.atoms())
 
 
-Condition = Atom | All | Any_
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    """True when at least `n` of its items are true; unknown while enough items are still unknown."""
+
+    n: int
+    items: tuple[Condition, ...]
+
+    def check(self, facts: Facts) -> Outcome:
+        matched: list[str] = []
+        open_: list[str] = []
+        settles: dict[str, int] = {}  # fact -> how many unknown items it would make true on its own
+        true = unknown = 0
+        for item in self.items:
+            out = item.check(facts)
+            if out.truth:
+                true += 1
+                matched += out.matched
+            elif out.truth is None:
+                unknown += 1
+                open_ += out.open
+                for fact in out.alone:
+                    settles[fact] = settles.get(fact, 0) + 1
+        if true >= self.n:
+            return Outcome(True, matched=_unique(matched))
+        if true + unknown >= self.n:
+            alone = tuple(f for f, count in settles.items() if true + count >= self.n)
+            return Outcome(None, open=_unique(open_), alone=alone)
+        return FALSE
+
+    def atoms(self) -> tuple[Atom, ...]:
+        return tuple(a for item in self.items for a in item.atoms())
+
+
+Condition = Atom | All | Any_ | AtLeast
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:

@@ -15,13 +15,14 @@ class Citation:
     file: str
     source_sha256: str
     kind: str
-    authority: str  # clinical | fitness
+    authority: str  # clinical | fitness | service_policy
     section: str
     heading: str | None
     paragraph: int
     start: int
     end: int
     sha256: str
+    urgency: str | None = None  # the level the passage's own urgency words map to (policy SP-2), if any
 
     def locator(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,8 @@ class Finding:
     minimum: int | None = None
     maximum: int | None = None
     question: str = ""
+    attribute: bool = False  # a patient attribute (age): no value is normal or abnormal
+    red_flags: frozenset[Any] = frozenset()  # values (members of a set) that are red flags on their own
 
     def abnormal_values(self) -> tuple[Any, ...]:
         return tuple(v for v in self.values if v not in self.normal and v not in self.unknown)
@@ -71,6 +74,28 @@ class Rule:
     causes: tuple[tuple[str, int], ...] = ()
     referrals: tuple[Referral, ...] = ()
     advice: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Findings that contradict each other: the normal-valued ones in `unknown` are then read as unknown,
+    so the level is never taken from the less urgent reading (policy SP-3)."""
+
+    id: str
+    statement: str
+    when: Condition
+    unknown: tuple[str, ...]
+    citations: tuple[Citation, ...]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The intended population, and the note an answer carries for a patient in it, outside it, or of unknown age."""
+
+    age: str  # the finding holding the patient's age
+    min_age: int
+    notes: dict[str, str]  # in | out | unknown -> note
+    citations: tuple[Citation, ...]
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,10 @@ class KnowledgeBase:
     referral_targets: tuple[str, ...]
     tests: tuple[str, ...]
     urgencies: tuple[str, ...]
+    conflicts: tuple[Conflict, ...] = ()
+    scope: Scope | None = None
+    incomplete: dict[str, str] = field(default_factory=dict)  # label and action of an answer with no red flag asked
+    authorities: dict[str, str] = field(default_factory=dict)  # authority -> what it means
     rules_by_id: dict[str, Rule] = field(default_factory=dict)
 
     def level_by_rank(self, rank: int) -> Level:

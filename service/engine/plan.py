@@ -17,7 +17,7 @@ nothing to do with a given patient. Conditions are monotone (no "not"), which th
 
 The request is read, and its masks ORed, by a function generated for the findings table (reader.py).
 So only rules that may be true, or unknown and able to raise the level, are judged. Each is still
-judged by its own three-valued check (logic.py, compiled to closures here), except a conjunction of
+judged by its own three-valued check (logic.py), except a conjunction of
 atoms whose atoms are all true, whose verdict is known. A set known only in part (from FHIR)
 bypasses the index, and every rule is checked. tests/test_engine_equivalence.py shows both
 paths give the answers of the original one-pass engine (tests/reference_engine.py).
@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.engine.frozen import FrozenList, freeze
-from service.engine.logic import All, Any_, Atom, Condition, Facts, Outcome
-from service.engine.model import KnowledgeBase, Level, Rule
-from service.engine.reader import AT_LEAST, Reader, Scan, compile_reader
+from service.engine.logic import All, Atom, Condition, Facts, Outcome
+from service.engine.model import Conflict, KnowledgeBase, Level, Rule, Scope
+from service.engine.reader import EMPTY_SET, THRESHOLDS, Reader, Scan, compile_reader
 
-# (truth, matched, open) as in logic.Outcome; a tuple, as the compiled checks return it.
-Verdict = tuple[bool | None, tuple[str, ...], tuple[str, ...]]
+# (truth, matched, open, alone) as in logic.Outcome, as a tuple.
+Verdict = tuple[bool | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 Check = Callable[[Facts], Verdict]
-_FALSE: Verdict = (False, (), ())
+_FALSE: Verdict = (False, (), (), ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,8 @@ class RulePlan:
     rule: Rule
     rank: int | None  # of the level it sets; None if it sets none
     citations: tuple[str, ...]  # citation ids, first occurrence order
-    check: Check  # logic.py's three-valued check, compiled for facts without partial sets
+    check: Check  # logic.py's three-valued check, remembered per combination of the values it reads
+    reads: tuple[str, ...]  # the facts its condition reads (none: it always holds)
     when_all_true: Verdict | None  # a conjunction of atoms alone: its verdict once every atom is true
 
 
@@ -72,6 +73,12 @@ class Plan:
     cause_citations: dict[str, tuple[str, ...]] = field(default_factory=dict)
     advice_citations: dict[str, tuple[str, ...]] = field(default_factory=dict)
     knowledge: dict[str, str] = field(default_factory=dict)  # the answer's knowledge block (read-only)
+    conflicts: tuple[Conflict, ...] = ()
+    conflict_checks: tuple[Check, ...] = ()
+    scope: Scope | None = None
+    scope_citations: tuple[str, ...] = ()
+    red_flag_findings: tuple[str, ...] = ()  # findings with a red-flag value: all unknown = nothing asked
+    fitness_causes: frozenset[str] = frozenset()  # causes whose own citations are all fitness material
     decisions: dict[tuple, Any] = field(default_factory=dict)  # see triage._decision
 
 
@@ -100,6 +107,14 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
         cause_citations={cid: tuple(c.id for c in cause.citations) for cid, cause in kb.causes.items()},
         advice_citations={aid: tuple(c.id for c in item.citations) for aid, item in kb.advice.items()},
         knowledge=freeze({"version": kb.version, "sha256": kb.sha256}),
+        conflicts=kb.conflicts,
+        conflict_checks=tuple(_with_truth_table(_compile(c.when), _reads(c.when)) for c in kb.conflicts),
+        scope=kb.scope,
+        scope_citations=tuple(c.id for c in kb.scope.citations) if kb.scope else (),
+        red_flag_findings=tuple(path for path, f in kb.findings.items() if f.red_flags),
+        fitness_causes=frozenset(
+            cid for cid, cause in kb.causes.items() if all(c.authority == "fitness" for c in cause.citations)
+        ),
     )
     masks = _lay_out(plan)
     plan.read, plan.reader_source = compile_reader(kb.findings, masks, plan.unknown_masks)
@@ -112,11 +127,11 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
 def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePlan:
     atoms = rule.when.atoms()
     conjunction = bool(atoms) and all(isinstance(part, Atom) for part in _conjuncts(rule.when))
-    reads = tuple(dict.fromkeys(a.fact for a in atoms))
+    reads = _reads(rule.when)
     if not atoms:
         when_all_true = _verdict(rule.when.check({}))  # no groups: "all of them covered" always holds
     elif conjunction:
-        when_all_true = (True, reads, ())
+        when_all_true = (True, reads, (), ())
     else:
         when_all_true = None
     return RulePlan(
@@ -125,8 +140,13 @@ def _rule_plan(position: int, rule: Rule, level_rank: dict[str, int]) -> RulePla
         rank=level_rank[rule.level] if rule.level else None,
         citations=tuple(dict.fromkeys(c.id for c in rule.citations)),
         check=_with_truth_table(_compile(rule.when), reads),
+        reads=reads,
         when_all_true=when_all_true,
     )
+
+
+def _reads(condition: Condition) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.fact for a in condition.atoms()))
 
 
 # Entries of one rule's truth table before it is emptied and refilled: a verdict and its key take
@@ -176,79 +196,13 @@ def _groups(condition: Condition) -> list[tuple[Atom, ...]]:
 
 
 def _verdict(outcome: Outcome) -> Verdict:
-    return (outcome.truth, outcome.matched, outcome.open)
+    return (outcome.truth, outcome.matched, outcome.open, outcome.alone)
 
 
 def _compile(condition: Condition) -> Check:
-    """The condition as nested closures: the verdicts of its check() on facts without partial sets."""
-    if isinstance(condition, Atom):
-        return _compile_atom(condition)
-    items = tuple(_compile(item) for item in condition.items)
-    if isinstance(condition, Any_):
-        return _any(items)
-    return _all(items)
-
-
-def _compile_atom(atom: Atom) -> Check:
-    fact, op, value = atom.fact, atom.op, atom.value
-    true: Verdict = (True, (fact,), ())
-    unknown: Verdict = (None, (), (fact,))
-    if op == "is":
-        test = value.__eq__
-    elif op == "in":
-        test = frozenset(value).__contains__
-    elif op == "has":
-        test = lambda actual: value in actual  # noqa: E731
-    elif op == "has_any":
-        test = lambda actual: not value.isdisjoint(actual)  # noqa: E731
-    elif op == "at_least":
-        test = lambda actual: actual >= value  # noqa: E731
-    else:  # the loader only builds the ops above
-        raise ValueError(f"unknown operator {op!r}")
-
-    def check(facts: Facts) -> Verdict:
-        actual = facts[fact]
-        if actual is None:
-            return unknown
-        return true if test(actual) else _FALSE
-
-    return check
-
-
-def _all(items: tuple[Check, ...]) -> Check:
-    def check(facts: Facts) -> Verdict:
-        matched: list[str] = []
-        open_: list[str] = []
-        for item in items:
-            truth, m, o = item(facts)
-            if truth is False:
-                return _FALSE
-            matched += m
-            open_ += o
-        if open_:
-            return (None, (), tuple(dict.fromkeys(open_)))
-        return (True, tuple(dict.fromkeys(matched)), ())
-
-    return check
-
-
-def _any(items: tuple[Check, ...]) -> Check:
-    def check(facts: Facts) -> Verdict:
-        matched: list[str] = []
-        open_: list[str] = []
-        for item in items:
-            truth, m, o = item(facts)
-            if truth:
-                matched += m
-            elif truth is None:
-                open_ += o
-        if matched:
-            return (True, tuple(dict.fromkeys(matched)), ())
-        if open_:
-            return (None, (), tuple(dict.fromkeys(open_)))
-        return _FALSE
-
-    return check
+    """logic.py's three-valued check of the condition, as a verdict tuple."""
+    check = condition.check
+    return lambda facts: _verdict(check(facts))
 
 
 # --- the index -----------------------------------------------------------------------------------
@@ -283,8 +237,10 @@ def _lay_out(plan: Plan) -> dict[str, dict[Any, int]]:
 def _index_keys(atom: Atom) -> tuple[Any, ...]:
     if atom.op in ("is", "has"):
         return (atom.value,)
-    if atom.op == "at_least":
-        return ((AT_LEAST, atom.value),)
+    if atom.op in THRESHOLDS:
+        return ((atom.op, atom.value),)
+    if atom.op == "empty":
+        return (EMPTY_SET,)
     return tuple(atom.value)  # in, has_any: any listed value or member
 
 

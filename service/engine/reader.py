@@ -32,6 +32,9 @@ from service.engine.logic import Facts, PartialSet
 from service.engine.model import Finding
 
 AT_LEAST = "at_least"  # (AT_LEAST, n) indexes an at_least atom: true for every value from n up
+BELOW = "below"  # (BELOW, n) indexes a below atom: true for every value under n
+THRESHOLDS = (AT_LEAST, BELOW)
+EMPTY_SET = ("empty",)  # indexes an `empty` atom: true for a complete set with no member
 UNKNOWN_VALUE = -1  # in a reader's value table, for values that mean "not known" (masks are never negative)
 
 
@@ -115,27 +118,41 @@ class _Writer:
             self.line("    else: covered |= mask")
         elif equal:
             self.line(f"covered |= {self.constant(equal)}.get({name}, 0)")
-        thresholds = sorted(key[1] for key in table if _is_threshold(key))
-        if thresholds:
+        at_least = sorted(key[1] for key in table if _is_threshold(key) and key[0] == AT_LEAST)
+        if at_least:
             # upto[k]: the groups of the first k thresholds, so one bisect finds every threshold met
             upto, mask = [0], 0
-            for t in thresholds:
+            for t in at_least:
                 mask |= table[(AT_LEAST, t)]
                 upto.append(mask)
-            points, masks = self.constant(tuple(thresholds)), self.constant(tuple(upto))
+            points, masks = self.constant(tuple(at_least)), self.constant(tuple(upto))
+            self.line(f"if {name} is not None: covered |= {masks}[bisect_right({points}, {name})]")
+        below = sorted(key[1] for key in table if _is_threshold(key) and key[0] == BELOW)
+        if below:
+            # from_[k]: the groups of thresholds k and above, all of which a value under threshold k meets
+            from_, mask = [0], 0
+            for t in reversed(below):
+                mask |= table[(BELOW, t)]
+                from_.append(mask)
+            from_.reverse()
+            points, masks = self.constant(tuple(below)), self.constant(tuple(from_))
             self.line(f"if {name} is not None: covered |= {masks}[bisect_right({points}, {name})]")
 
     def cover_members(self, name: str, finding: Finding, table: dict[Any, int]) -> None:
-        # After sensation areas are derived: the members of a complete set.
-        if finding.kind == "set" and table:
+        # After sensation areas are derived: the members of a complete set, or its emptiness.
+        members = {key: mask for key, mask in table.items() if key != EMPTY_SET}
+        if finding.kind == "set" and members:
             self.line(f"if type({name}) is frozenset:")
-            self.line(f"    for member in {name}: covered |= {self.constant(table)}.get(member, 0)")
+            self.line(f"    for member in {name}: covered |= {self.constant(members)}.get(member, 0)")
+        if finding.kind == "set" and EMPTY_SET in table:
+            self.line(f"if {name} == EMPTY_FROZENSET: covered |= {self.constant(table[EMPTY_SET])}")
 
     def compile(self) -> tuple[Reader, str]:
         body = "\n".join(f"    {text}" for text in self.lines)
         source = f"def read(request):\n{body}\n"
         namespace: dict[str, Any] = {
             "EMPTY": _EMPTY,
+            "EMPTY_FROZENSET": frozenset(),
             "PartialSet": PartialSet,
             "Scan": Scan,
             "bisect_right": bisect.bisect_right,
@@ -151,4 +168,4 @@ _EMPTY = MappingProxyType({})  # the block a missing one reads as: shared, so re
 
 
 def _is_threshold(key: Any) -> bool:
-    return type(key) is tuple and key[0] == AT_LEAST
+    return type(key) is tuple and key[0] in THRESHOLDS

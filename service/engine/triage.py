@@ -2,11 +2,13 @@
 
 The level is the most urgent level that any fired rule sets (the baseline rule always fires).
 A rule whose condition is unknown could still fire: if it would raise the level, its unknown
-findings become the questions still to ask and the answer is provisional.
+findings become the questions still to ask and the answer is provisional. Findings that contradict
+each other (the knowledge base's conflicts) have their normal reading set aside as unknown first.
 
 Which rules need judging comes from the compiled plan (service/engine/plan.py), and they are judged
 on every call. What follows from their verdicts is worked out once per distinct set of verdicts
-and shared read-only by every answer with those verdicts (service/engine/frozen.py).
+(with the conflicts found, the patient's place in the intended population, and whether any red
+flag was asked) and shared read-only by every answer with the same (service/engine/frozen.py).
 """
 
 from __future__ import annotations
@@ -23,10 +25,19 @@ from service.engine.plan import Plan, RulePlan, Verdict, judge, locators, plan_f
 
 DISCLAIMER = (
     "Decision support for clinicians. It does not diagnose; the treating clinician decides. "
-    "Fitness sources are marked by their authority and never raise the level on their own."
+    "Each citation names its authority: the clinical articles, fitness material (which never raises "
+    "the level on its own) or the service's own clinical policy where the articles are silent."
 )
 
 Judged = list[tuple[RulePlan, Verdict]]
+
+
+class Context(NamedTuple):
+    """What an answer depends on besides the verdicts of its rules."""
+
+    conflicts: tuple[int, ...]  # positions of the conflicts found, in knowledge order
+    population: str  # in | out | unknown: the patient's age against the intended population
+    incomplete: bool  # no red-flag finding answered at all
 
 
 def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
@@ -34,15 +45,21 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     which also carries its JSON: service/engine/answer.py)."""
     plan = plan_for(kb)
     seen = plan.read(request)
-    decision = _decision(kb, plan, judge(plan, seen))
+    found = conflicts_in(plan, seen.facts)
+    if found:
+        seen = plan.read(set_aside(request, [path for i in found for path in plan.conflicts[i].unknown]))
+    context = Context(found, population(plan, seen.facts), incomplete(plan, seen.facts))
+    decision = _decision(kb, plan, judge(plan, seen), context)
     trace, trace_json = _traces(decision, seen.facts)
     return Answer(
         {
             "triage": decision.triage,
+            "scope": decision.scope,
             "causes": decision.causes,
             "referrals": decision.referrals,
             "advice": decision.advice,
             "missing": decision.missing,
+            "conflicts": decision.conflicts,
             "trace": trace,
             "knowledge": plan.knowledge,
             "disclaimer": DISCLAIMER,
@@ -52,18 +69,62 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+# --- what an answer depends on besides its verdicts -------------------------------------------------
+
+
+def conflicts_in(plan: Plan, facts: Facts) -> tuple[int, ...]:
+    """Positions of the conflicts whose condition holds on these facts."""
+    return tuple(i for i, check in enumerate(plan.conflict_checks) if check(facts)[0])
+
+
+def set_aside(request: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """A copy of the request without the findings at `paths` (which then read as unknown)."""
+    out = dict(request)
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = out
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                break
+            node[key] = child = dict(child)  # copied on the way down: the caller's request is left as it was
+            node = child
+        else:
+            node.pop(leaf, None)
+    return out
+
+
+def population(plan: Plan, facts: Facts) -> str:
+    scope = plan.scope
+    if scope is None:
+        return "in"
+    age = facts.get(scope.age)
+    if age is None:
+        return "unknown"
+    return "in" if age >= scope.min_age else "out"
+
+
+def incomplete(plan: Plan, facts: Facts) -> bool:
+    return all(facts[path] is None for path in plan.red_flag_findings)
+
+
+# --- decisions --------------------------------------------------------------------------------------
+
+
 class Decision(NamedTuple):
-    """Everything an answer says that follows from the verdicts on the judged rules alone, whoever
-    the patient: read-only, shared by every answer with the same verdicts."""
+    """Everything an answer says that follows from the verdicts on the judged rules and the context alone,
+    whoever the patient: read-only, shared by every answer with the same verdicts and context."""
 
     triage: dict[str, Any]
+    scope: dict[str, Any]
     causes: list[dict[str, Any]]
     referrals: list[dict[str, Any]]
     advice: list[dict[str, Any]]
     missing: list[dict[str, Any]]
-    fired: tuple[tuple[RulePlan, tuple[str, ...]], ...]  # each fired rule with the facts it matched
+    conflicts: list[dict[str, Any]]
+    traced: tuple[tuple[RulePlan, tuple[str, ...]], ...]  # each rule in the trace with the facts it matched
     matched: tuple[str, ...]  # those facts, rule after rule: their values key the traces
-    rule_ids: list[str]  # the fired rules' ids, in trace order
+    rule_ids: list[str]  # the traced rules' ids, in trace order
     traces: dict[tuple, tuple[list[dict[str, Any]], bytes]]  # values of `matched` -> the trace, encoded
     json_before_trace: bytes  # the answer's JSON around its trace (answer.py)
     json_after_trace: bytes
@@ -71,56 +132,75 @@ class Decision(NamedTuple):
 
 # Bounds of the remembered tables, per knowledge base and process. A decision with its first trace
 # takes about 21 KB (tracemalloc over the scenario mix), a further trace a few KB: at most about
-# 512 x (21 + 7 x 3) KB, some 20 MB. The scenario mix needs 45 decisions and 50 traces.
+# 512 x (21 + 7 x 3) KB, some 20 MB.
 DECISIONS_KEPT = 512
 TRACES_KEPT = 8  # per decision
 
 
-def _decision(kb: KnowledgeBase, plan: Plan, judged: list[tuple[int, Verdict]]) -> Decision:
-    # The verdicts on the judged rules decide the level, causes, referrals, advice and questions, so
-    # patients with the same verdicts share them; working them out is most of an evaluation. The
-    # verdicts themselves are judged afresh on every call. The table is bounded and emptied when full.
-    key = tuple(judged)
+def _decision(kb: KnowledgeBase, plan: Plan, judged: list[tuple[int, Verdict]], context: Context) -> Decision:
+    # The verdicts on the judged rules (and the context) decide the level, causes, referrals, advice and
+    # questions, so patients with the same verdicts share them; working them out is most of an
+    # evaluation. The verdicts themselves are judged afresh on every call. The table is bounded.
+    key = (tuple(judged), context)
     found = plan.decisions.get(key)
     if found is None:
-        found = decide(kb, plan, [(plan.rules[p], out) for p, out in judged])
+        found = decide(kb, plan, [(plan.rules[p], out) for p, out in judged], context)
         if len(plan.decisions) >= DECISIONS_KEPT:
             plan.decisions.clear()
         plan.decisions[key] = found
     return found
 
 
-def decide(kb: KnowledgeBase, plan: Plan, judged: Judged) -> Decision:
-    """The shared part of the answer for these verdicts, worked out in full."""
+def decide(kb: KnowledgeBase, plan: Plan, judged: Judged, context: Context) -> Decision:
+    """The shared part of the answer for these verdicts and this context, worked out in full."""
     fired = [(rp, out) for rp, out in judged if out[0]]
     rank = min([rp.rank for rp, _ in fired if rp.rank is not None])
     level = plan.level_at[rank]
-    conclusions = conclude(kb, plan, fired, rank)
+    setters = [rp for rp, _ in fired if rp.rank == rank]
+    advice = _advice(kb, plan, rank, fired)
+    shown = {rid for item in advice for rid in item["rules"]}
+    traced = [(rp, out) for rp, out in fired if _in_trace(rp, rank, shown)]
     missing = _missing(kb, plan, judged, rank)
+    label, action = (
+        (kb.incomplete["label"], kb.incomplete["action"]) if context.incomplete else (level.label, level.action)
+    )
+    if context.population == "out":  # policy SP-8: the label says so too, not only `scope`
+        label = f"{label} (under {plan.scope.min_age}, outside intended use)"
     triage = {
         "level": level.id,
-        "label": level.label,
-        "action": level.action,
+        "label": label,
+        "action": action,
         "provisional": bool(missing),
-        "rules": conclusions.setters,
-        "citations": conclusions.citations,
+        "incomplete": context.incomplete,
+        "rules": [rp.rule.id for rp in setters],
+        "citations": locators(plan, [c for rp in setters for c in rp.citations]),
     }
     before = {
         "triage": freeze(triage),
-        "causes": conclusions.causes,
-        "referrals": conclusions.referrals,
-        "advice": conclusions.advice,
+        "scope": freeze(_scope(plan, context.population)),
+        "causes": freeze(_causes(kb, plan, fired, rank)),
+        "referrals": freeze(_referrals(kb, plan, level.id, setters, fired, context.incomplete)),
+        "advice": freeze(advice),
         "missing": freeze(missing),
+        "conflicts": freeze(_conflicts(plan, context.conflicts)),
     }
     return Decision(
         *before.values(),
-        tuple((rp, out[1]) for rp, out in fired),
-        tuple(path for _, out in fired for path in out[1]),
-        freeze([rp.rule.id for rp, _ in fired]),
+        tuple((rp, out[1]) for rp, out in traced),
+        tuple(path for _, out in traced for path in out[1]),
+        freeze([rp.rule.id for rp, _ in traced]),
         {},
         encode_before_trace(before),
         encode_after_trace({"knowledge": plan.knowledge, "disclaimer": DISCLAIMER}),
     )
+
+
+def _in_trace(rp: RulePlan, rank: int, shown: set[str]) -> bool:
+    # A rule that reads no finding (the baseline, the safety net) is in the trace only when its effect is
+    # in the answer: the baseline when it decides the level, the safety net when its advice is shown.
+    if rp.reads:
+        return True
+    return rp.rank == rank or rp.rule.id in shown or bool(rp.rule.causes or rp.rule.referrals)
 
 
 def _traces(decision: Decision, facts: Facts) -> tuple[list[dict[str, Any]], bytes]:
@@ -128,7 +208,7 @@ def _traces(decision: Decision, facts: Facts) -> tuple[list[dict[str, Any]], byt
     key = tuple(map(facts.__getitem__, decision.matched))
     found = decision.traces.get(key)
     if found is None:
-        trace = freeze([_trace(rp, matched, facts) for rp, matched in decision.fired])
+        trace = freeze([trace_entry(rp, matched, facts) for rp, matched in decision.traced])
         found = (trace, orjson.dumps(trace))
         if len(decision.traces) >= TRACES_KEPT:
             decision.traces.clear()
@@ -136,75 +216,103 @@ def _traces(decision: Decision, facts: Facts) -> tuple[list[dict[str, Any]], byt
     return found
 
 
-class Conclusions(NamedTuple):
-    """What follows from a set of fired rules alone: level setters, citations, causes, referrals, advice."""
-
-    setters: list[str]
-    citations: list[dict[str, Any]]
-    causes: list[dict[str, Any]]
-    referrals: list[dict[str, Any]]
-    advice: list[dict[str, Any]]
+def _scope(plan: Plan, where: str) -> dict[str, Any]:
+    scope = plan.scope
+    if scope is None:
+        return {"population": where, "note": "", "citations": []}
+    return {"population": where, "note": scope.notes[where], "citations": locators(plan, plan.scope_citations)}
 
 
-def conclude(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> Conclusions:
-    """Level-setting rules, citations, causes, referrals and advice for a set of fired rules."""
-    setters = [rp for rp, _ in fired if rp.rank == rank]
-    level = plan.level_at[rank]
-    return Conclusions(
-        freeze([rp.rule.id for rp in setters]),
-        locators(plan, [c for rp in setters for c in rp.citations]),
-        freeze(_causes(kb, plan, fired)),
-        freeze(_referrals(kb, plan, level.id, setters, fired)),
-        freeze(_advice(kb, plan, rank, fired)),
-    )
+def _conflicts(plan: Plan, found: tuple[int, ...]) -> list[dict[str, Any]]:
+    out = []
+    for i in found:
+        conflict = plan.conflicts[i]
+        out.append(
+            {
+                "id": conflict.id,
+                "statement": conflict.statement,
+                "findings": list(dict.fromkeys(a.fact for a in conflict.when.atoms())),
+                "read_as_unknown": list(conflict.unknown),
+                "citations": locators(plan, [c.id for c in conflict.citations]),
+            }
+        )
+    return out
 
 
-def _causes(kb: KnowledgeBase, plan: Plan, fired: Judged) -> list[dict[str, Any]]:
-    # cause id -> [score, evidence for, evidence against, rules, suggested]
-    found: dict[str, list[Any]] = {}
+# --- causes -----------------------------------------------------------------------------------------
+
+
+class _Support:
+    """The evidence for and against one cause in one answer."""
+
+    def __init__(self) -> None:
+        self.score = 0  # net weight
+        self.best = 0  # the most specific supporting weight (policy SP-10)
+        self.evidence_for: list[str] = []
+        self.evidence_against: list[str] = []
+        self.rules: list[RulePlan] = []  # every rule that weighed on it, in knowledge order
+        self.rules_for: list[RulePlan] = []
+        self.rules_against: list[RulePlan] = []
+
+
+def _causes(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> list[dict[str, Any]]:
+    found: dict[str, _Support] = {}
     for rp, out in fired:
         for cause_id, weight in rp.rule.causes:
-            entry = found.get(cause_id)
-            if entry is None:
-                entry = found[cause_id] = [0, [], [], [], False]
-            entry[0] += weight
+            support = found.setdefault(cause_id, _Support())
+            support.score += weight
+            support.rules.append(rp)
             if weight > 0:
-                entry[1] += out[1]
-                entry[4] = True
+                support.best = max(support.best, weight)
+                support.evidence_for += out[1]
+                support.rules_for.append(rp)
             else:
-                entry[2] += out[1]
-            entry[3].append(rp)
-    # Only causes some finding speaks for are listed; evidence against lowers their rank.
+                support.evidence_against += out[1]
+                support.rules_against.append(rp)
+    # Only causes with net support are listed (policy SP-10): the most specific evidence first, then
+    # the net weight; at urgent or emergency, causes resting on fitness material alone come last.
+    urgent = rank <= plan.level_rank.get("urgent", 0)
+    listed = [cid for cid, s in found.items() if s.score > 0]
     order = plan.cause_order
-    ranked = sorted((cid for cid, e in found.items() if e[4]), key=lambda c: (-found[c][0], order[c]))
+
+    def key(cid: str) -> tuple:
+        s = found[cid]
+        return (urgent and cid in plan.fitness_causes, -s.best, -s.score, order[cid])
+
     out = []
-    for cid in ranked:
-        score, evidence_for, evidence_against, rules, _ = found[cid]
-        cause = kb.causes[cid]
-        cited = [*plan.cause_citations[cid], *(c for rp in rules for c in rp.citations)]
+    for cid in sorted(listed, key=key):
+        s, cause = found[cid], kb.causes[cid]
+        cited = [*plan.cause_citations[cid], *(c for rp in s.rules_for for c in rp.citations)]
         out.append(
             {
                 "id": cid,
                 "name": cause.name,
                 "about": cause.about,
-                "strength": _strength(score),
-                "score": score,
-                "supporting": list(dict.fromkeys(evidence_for)),
-                "conflicting": list(dict.fromkeys(evidence_against)),
-                "rules": [rp.rule.id for rp in rules],
+                "strength": _strength(s),
+                "score": s.score,
+                "supporting": list(dict.fromkeys(s.evidence_for)),
+                "conflicting": list(dict.fromkeys(s.evidence_against)),
+                "rules": [rp.rule.id for rp in s.rules],
+                "rules_against": [rp.rule.id for rp in s.rules_against],
                 "citations": locators(plan, cited),
             }
         )
     return out
 
 
-def _strength(score: int) -> str:
-    if score >= 4:
+def _strength(support: _Support) -> str:
+    # Policy SP-10: strong needs a discriminating sign and a net weight of 3 or more.
+    if support.best >= 3 and support.score >= 3:
         return "strong"
-    return "moderate" if score >= 2 else "weak"
+    return "moderate" if support.score >= 2 else "weak"
 
 
-def _referrals(kb: KnowledgeBase, plan: Plan, level: str, setters: list[RulePlan], fired: Judged) -> list[dict]:
+# --- referrals, advice, questions -------------------------------------------------------------------
+
+
+def _referrals(
+    kb: KnowledgeBase, plan: Plan, level: str, setters: list[RulePlan], fired: Judged, incomplete: bool
+) -> list[dict[str, Any]]:
     urgency = plan.urgency_order
     target = kb.levels[level].referral
     # to -> [urgency, tests, rule ids, citation ids]
@@ -223,6 +331,16 @@ def _referrals(kb: KnowledgeBase, plan: Plan, level: str, setters: list[RulePlan
             entry[1] += ref.tests
             entry[2].append(rp.rule.id)
             entry[3] += rp.citations
+    # Policy SP-9: beside an emergency only emergency referrals stand; a referral with tests is never
+    # less urgent than the level; an incomplete assessment is not a referral to self-management.
+    keep = {
+        to: entry
+        for to, entry in merged.items()
+        if not (level == "emergency" and entry[0] != "emergency") and not (incomplete and to == "self_management")
+    }
+    for entry in keep.values():
+        if entry[1] and urgency[entry[0]] > urgency[level]:
+            entry[0] = level
     targets = plan.target_order
     tests = plan.test_order
     return [
@@ -233,7 +351,7 @@ def _referrals(kb: KnowledgeBase, plan: Plan, level: str, setters: list[RulePlan
             "rules": list(dict.fromkeys(entry[2])),
             "citations": locators(plan, entry[3]),
         }
-        for to, entry in sorted(merged.items(), key=lambda item: (urgency[item[1][0]], targets[item[0]]))
+        for to, entry in sorted(keep.items(), key=lambda item: (urgency[item[1][0]], targets[item[0]]))
     ]
 
 
@@ -254,14 +372,22 @@ def _advice(kb: KnowledgeBase, plan: Plan, rank: int, fired: Judged) -> list[dic
 
 
 def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[dict[str, Any]]:
-    raises: dict[str, tuple[int, list[str]]] = {}
+    # field -> [most urgent level it could lead to, rules waiting on it,
+    #           (most urgent level it alone could lead to, minus the findings already met in that rule)]
+    never = (len(plan.level_rank), 0)
+    raises: dict[str, list[Any]] = {}
     for rp, out in judged:
         if out[0] is not None or rp.rank is None or rp.rank >= rank:
             continue
         for path in out[2]:
-            best, rules = raises.get(path, (rp.rank, []))
-            rules.append(rp.rule.id)
-            raises[path] = (min(best, rp.rank), rules)
+            entry = raises.setdefault(path, [rp.rank, [], never])
+            entry[0] = min(entry[0], rp.rank)
+            entry[1].append(rp.rule.id)
+            if path in out[3]:  # an abnormal answer to this finding alone would fire the rule
+                entry[2] = min(entry[2], (rp.rank, -len(out[1])))
+    # Policy SP-3: a question whose answer alone could raise the level comes before one that needs other
+    # answers too, the most urgent of those first and, among them, the one completing a rule the findings
+    # already go furthest towards; then the most urgent overall; then knowledge order.
     order = plan.finding_order
     return [
         {
@@ -270,11 +396,11 @@ def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[d
             "could_raise_to": plan.level_at[raises[path][0]].id,
             "rules": raises[path][1],
         }
-        for path in sorted(raises, key=lambda p: (raises[p][0], order[p]))
+        for path in sorted(raises, key=lambda p: (raises[p][2], raises[p][0], order[p]))
     ]
 
 
-def _trace(rp: RulePlan, matched: tuple[str, ...], facts: Facts) -> dict[str, Any]:
+def trace_entry(rp: RulePlan, matched: tuple[str, ...], facts: Facts) -> dict[str, Any]:
     return {
         "rule": rp.rule.id,
         "statement": rp.rule.statement,

@@ -11,24 +11,32 @@ from typing import Any
 
 import yaml
 
-from service.engine.logic import All, Any_, Atom, Condition
+from service.engine.logic import All, Any_, AtLeast, Atom, Condition
 from service.engine.model import (
     Advice,
     Cause,
     Citation,
+    Conflict,
     Finding,
     KnowledgeBase,
     Level,
     Referral,
     Rule,
+    Scope,
 )
 from service.knowledge.yamlfile import load_yaml
 
 BUNDLED = Path(__file__).resolve().parent
 FILES = ("sources", "citations", "findings", "catalog", "rules")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-OPS = {"tri": {"is", "in"}, "enum": {"is", "in"}, "set": {"has", "has_any"}, "int": {"at_least"}}
+OPS = {"tri": {"is", "in"}, "enum": {"is", "in"}, "set": {"has", "has_any", "empty"}, "int": {"at_least", "below"}}
 TRI_VALUES = ("present", "absent", "unknown")
+# Cause weights (policy SP-10): 3 a discriminating sign, 2 a typical finding, 1 a compatible finding or
+# risk factor; negative: evidence against, on the same scale.
+WEIGHTS = (-3, -2, -1, 1, 2, 3)
+AUTHORITIES = ("clinical", "fitness", "service_policy")
+# Sources that may justify a level above self-care: the clinical articles and the service's own policy.
+LEVEL_AUTHORITIES = ("clinical", "service_policy")
 
 
 class KnowledgeError(Exception):
@@ -103,6 +111,14 @@ class _Builder:
         self.causes, self.advice = causes, advice
         rules = tuple(self._rule(r, citations) for r in self.docs["rules"]["rules"])
         self._check_rule_set(rules)
+        conflicts = tuple(self._conflict(c, citations) for c in self.docs["findings"].get("conflicts", ()))
+        scope = self._scope(catalog.get("scope") or {}, citations)
+        incomplete = catalog.get("incomplete") or {}
+        if set(incomplete) != {"label", "action"}:
+            self.problem("catalog: incomplete needs exactly a label and an action")
+        authorities = catalog.get("authorities") or {}
+        if set(authorities) != set(AUTHORITIES):
+            self.problem(f"catalog: authorities must describe exactly {', '.join(AUTHORITIES)}")
         if self.problems:
             raise KnowledgeError(self.problems)
         return KnowledgeBase(
@@ -118,6 +134,10 @@ class _Builder:
             referral_targets=self.targets,
             tests=self.tests,
             urgencies=self.urgencies,
+            conflicts=conflicts,
+            scope=scope,
+            incomplete=dict(incomplete),
+            authorities=dict(authorities),
             rules_by_id={r.id: r for r in rules},
         )
 
@@ -146,6 +166,10 @@ class _Builder:
             if not (isinstance(digest, str) and SHA256.match(digest)):
                 self.problem(f"citation {cid}: sha256 missing or malformed")
                 continue
+            if src["authority"] not in AUTHORITIES:
+                self.problem(f"source {src['id']}: unknown authority {src['authority']!r}")
+            if c.get("urgency") is not None and c["urgency"] not in self.docs["catalog"]["levels"]:
+                self.problem(f"citation {cid}: unknown urgency {c['urgency']!r}")
             out[cid] = Citation(
                 cid,
                 src["id"],
@@ -159,6 +183,7 @@ class _Builder:
                 start,
                 end,
                 digest,
+                c.get("urgency"),
             )
         return out
 
@@ -185,7 +210,10 @@ class _Builder:
                 self.problem(f"finding {path}: unknown kind {kind!r}")
             if not f.get("question"):
                 self.problem(f"finding {path}: has no question")
-            out[path] = Finding(
+            attribute = bool(f.get("attribute", False))
+            if attribute and kind != "int":
+                self.problem(f"finding {path}: only an int can be an attribute")
+            finding = Finding(
                 path,
                 kind,
                 values,
@@ -194,13 +222,28 @@ class _Builder:
                 f.get("min"),
                 f.get("max"),
                 f.get("question", ""),
+                attribute,
             )
+            flags = f.get("red_flag", False)
+            red = finding.abnormal_values() if flags is True else tuple(flags or ())
+            for v in red:
+                if v not in finding.abnormal_values():
+                    self.problem(f"finding {path}: red flag {v!r} is not an abnormal value")
+            out[path] = Finding(**{**vars(finding), "red_flags": frozenset(red)})
         return out
 
     def _condition(self, spec: Any, owner: str, depth: int = 0) -> Condition:
         if depth > 20 or not isinstance(spec, dict) or len(spec) == 0:
             self.problem(f"{owner}: malformed condition {spec!r}")
             return All(())
+        if "of" in spec and "fact" not in spec:
+            n, items = spec.get("at_least"), spec["of"]
+            if set(spec) != {"at_least", "of"} or not isinstance(items, list) or not isinstance(n, int):
+                self.problem(f"{owner}: a count needs exactly at_least: N and of: [conditions]")
+                return All(())
+            if not 1 <= n <= len(items):
+                self.problem(f"{owner}: at_least {n} of {len(items)} conditions can never hold")
+            return AtLeast(n, tuple(self._condition(s, owner, depth + 1) for s in items))
         if "all" in spec or "any" in spec:
             key = "all" if "all" in spec else "any"
             items = tuple(self._condition(s, owner, depth + 1) for s in spec[key])
@@ -223,10 +266,14 @@ class _Builder:
             self.problem(f"{owner}: {path} ({finding.kind}) cannot be tested with {ops}")
             return All(())
         op, value = ops[0], spec[ops[0]]
-        if op == "at_least":
-            if not isinstance(value, int) or not finding.minimum <= value <= finding.maximum:
+        if op in ("at_least", "below"):
+            if isinstance(value, bool) or not isinstance(value, int) or not finding.minimum <= value <= finding.maximum:
                 self.problem(f"{owner}: {path} bound {value!r} out of range")
             return Atom(path, op, value)
+        if op == "empty":
+            if value is not True:
+                self.problem(f"{owner}: {path} empty takes true")
+            return Atom(path, op, True)
         wanted = value if op in ("in", "has_any") else [value]
         for v in wanted:
             if v not in finding.values or v in finding.unknown:
@@ -265,8 +312,8 @@ class _Builder:
         for cid, weight in rule.causes:
             if cid not in self.causes:
                 self.problem(f"{owner}: unknown cause {cid!r}")
-            if not isinstance(weight, int) or weight == 0:
-                self.problem(f"{owner}: cause {cid} needs a non-zero integer weight")
+            if weight not in WEIGHTS or isinstance(weight, bool):
+                self.problem(f"{owner}: cause {cid} weight {weight!r} is not one of {WEIGHTS}")
         for ref in rule.referrals:
             if ref.to not in self.targets or ref.urgency not in self.urgencies:
                 self.problem(f"{owner}: unknown referral {ref.to!r}/{ref.urgency!r}")
@@ -284,13 +331,57 @@ class _Builder:
         # Safety: a level may only be set by abnormal findings (monotonicity), and a level above
         # self-care needs a clinical source, not fitness material alone.
         for atom in rule.when.atoms():
-            finding = self.findings[atom.fact]
-            tested = atom.value if isinstance(atom.value, frozenset) else {atom.value}
-            if atom.op in ("is", "in") and tested & (finding.normal | finding.unknown):
+            if self._tests_normal(atom):
                 self.problem(f"{owner}: sets a level from a normal value of {atom.fact}")
         bottom = list(self.levels)[-1]
-        if rule.level != bottom and not any(c.authority == "clinical" for c in rule.citations):
-            self.problem(f"{owner}: a level above {bottom} needs a clinical source")
+        if rule.level != bottom and not any(c.authority in LEVEL_AUTHORITIES for c in rule.citations):
+            self.problem(f"{owner}: a level above {bottom} needs a clinical source or the service's policy")
+        # Policy SP-2: a passage's urgency words map to one level everywhere; a rule citing the passage
+        # for a finding never answers below it (the always-true baseline cites its minor-strain clause).
+        rank = list(self.levels).index(rule.level)
+        for c in rule.citations:
+            if rule.when.atoms() and c.urgency and list(self.levels).index(c.urgency) < rank:
+                self.problem(f"{owner}: cites {c.id}, whose words mean {c.urgency}, but sets {rule.level}")
+
+    def _tests_normal(self, atom: Atom) -> bool:
+        """Whether an atom can be true on a normal value (which must never set a level: monotonicity)."""
+        finding = self.findings[atom.fact]
+        if atom.op == "empty":
+            return True
+        if atom.op == "below":
+            return not finding.attribute
+        tested = atom.value if isinstance(atom.value, frozenset) else {atom.value}
+        return atom.op in ("is", "in") and bool(tested & (finding.normal | finding.unknown))
+
+    # -- conflicts and scope --------------------------------------------------------------------
+    def _conflict(self, spec: dict, citations: dict[str, Citation]) -> Conflict:
+        cid = spec.get("id", "?")
+        owner = f"conflict {cid}"
+        when = self._condition(spec.get("when"), owner)
+        unknown = tuple(spec.get("unknown") or ())
+        normal_tests = {a.fact for a in when.atoms() if self._tests_normal(a)}
+        for path in unknown:
+            # Only a normal reading may be set aside, so resolving a conflict can never lower the level.
+            if path not in normal_tests:
+                self.problem(f"{owner}: {path} is read as unknown but the condition tests no normal value of it")
+        if not spec.get("statement"):
+            self.problem(f"{owner}: has no statement")
+        return Conflict(
+            cid, spec.get("statement", ""), when, unknown, self._cite(citations, spec.get("citations"), owner)
+        )
+
+    def _scope(self, spec: dict, citations: dict[str, Citation]) -> Scope | None:
+        if not spec:
+            return None
+        age, notes = spec.get("age"), spec.get("notes") or {}
+        finding = self.findings.get(age)
+        if finding is None or not finding.attribute:
+            self.problem(f"scope: age must name an attribute finding, not {age!r}")
+        if set(notes) != {"in", "out", "unknown"}:
+            self.problem("scope: notes need in, out and unknown")
+        if not isinstance(spec.get("min_age"), int):
+            self.problem("scope: min_age must be an integer")
+        return Scope(age, spec.get("min_age", 0), dict(notes), self._cite(citations, spec.get("citations"), "scope"))
 
     def _check_rule_set(self, rules: tuple[Rule, ...]) -> None:
         ids = [r.id for r in rules]

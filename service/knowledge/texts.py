@@ -1,4 +1,10 @@
-"""Check the knowledge base against the source texts (when an operator has them at hand)."""
+"""Check the knowledge base against the source texts (when an operator has them at hand).
+
+The published texts are outside the project and read from the folder the operator names. The
+service's own policy (`held: project` in sources.yaml) is part of this repository and read from it;
+an installation without the repository's docs (the container image) skips it, and the tests and
+`python -m service knowledge check` always check it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,27 @@ from pathlib import Path
 from service.engine.model import KnowledgeBase
 from service.knowledge.loader import KnowledgeError
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def text_problems(kb: KnowledgeBase, folder: Path | str) -> list[str]:
-    """Every source whose file hash differs and every citation whose span hash differs."""
-    folder = Path(folder)
+def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT_ROOT) -> list[str]:
+    """Every source whose file hash differs and every citation whose span hash differs.
+
+    Published texts come from `folder` (skipped when None); the project's own from `project` (skipped
+    when None, or when the file is not there and `folder` is not None: an installation without docs)."""
     problems, texts = [], {}
     for src in kb.sources:
-        path = folder / src["file"]
+        own = src.get("held") == "project"
+        base = project if own else (Path(folder) if folder is not None else None)
+        if base is None:
+            continue
+        path = base / src["file"]
+        if own and folder is not None and not path.is_file():
+            continue
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -35,7 +51,7 @@ def text_problems(kb: KnowledgeBase, folder: Path | str) -> list[str]:
     return problems
 
 
-def verify_texts(kb: KnowledgeBase, folder: Path | str) -> None:
+def verify_texts(kb: KnowledgeBase, folder: Path | str | None) -> None:
     problems = text_problems(kb, folder)
     if problems:
         raise KnowledgeError(problems)

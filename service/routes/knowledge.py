@@ -9,6 +9,7 @@ from service.engine.model import Rule
 from service.problem import Blueprint
 from service.routes import knowledge_base
 
+INTENDED_USE = "docs/clinical-safety/intended-use.md"  # in the repository, beside the policy (source SP)
 blp = Blueprint("knowledge", __name__, url_prefix="/v1", description="The knowledge base behind every decision.")
 
 
@@ -16,11 +17,19 @@ blp = Blueprint("knowledge", __name__, url_prefix="/v1", description="The knowle
 @blp.response(200, Knowledge)
 @blp.doc(operationId="getKnowledge")
 def knowledge() -> dict[str, Any]:
-    """The knowledge base: version, hash, levels, findings, rules, causes and advice"""
+    """The knowledge base: version, hash, scope, authorities, levels, findings, rules, causes, advice, conflicts"""
     kb = knowledge_base()
     return {
         "version": kb.version,
         "sha256": kb.sha256,
+        "intended_use": {
+            "population": f"adults aged {kb.scope.min_age} and over with back, hip or leg symptoms",
+            "min_age": kb.scope.min_age,
+            "notes": kb.scope.notes,
+            "citations": _locators(kb.scope.citations),
+            "document": INTENDED_USE,
+        },
+        "authorities": [{"id": aid, "meaning": meaning} for aid, meaning in kb.authorities.items()],
         "levels": [vars(level) for level in kb.levels.values()],
         "findings": [
             {"field": f.path, "kind": f.kind, "values": list(f.values), "question": f.question}
@@ -34,6 +43,15 @@ def knowledge() -> dict[str, Any]:
         "advice": [
             {"id": a.id, "text": a.text, "up_to": a.up_to, "citations": _locators(a.citations)}
             for a in kb.advice.values()
+        ],
+        "conflicts": [
+            {
+                "id": c.id,
+                "statement": c.statement,
+                "read_as_unknown": list(c.unknown),
+                "citations": _locators(c.citations),
+            }
+            for c in kb.conflicts
         ],
     }
 
