@@ -13,7 +13,7 @@ from typing import Any
 from service.engine.facts import build_facts
 from service.engine.model import KnowledgeBase
 from service.engine.plan import plan_for
-from service.engine.triage import DISCLAIMER, Context, decide, incomplete, population, set_aside, trace_entry
+from service.engine.triage import Context, answer_body, decide, incomplete, population, set_aside, trace_entry
 
 
 def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
@@ -28,15 +28,4 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
         out = rp.rule.when.check(facts)
         judged.append((rp, (out.truth, out.matched, out.open, out.alone)))
     decision = decide(kb, plan, judged, Context(found, population(plan, facts), incomplete(plan, facts)))
-    return {
-        "triage": decision.triage,
-        "scope": decision.scope,
-        "causes": decision.causes,
-        "referrals": decision.referrals,
-        "advice": decision.advice,
-        "missing": decision.missing,
-        "conflicts": decision.conflicts,
-        "trace": [trace_entry(rp, matched, facts) for rp, matched in decision.traced],
-        "knowledge": {"version": kb.version, "sha256": kb.sha256},
-        "disclaimer": DISCLAIMER,
-    }
+    return answer_body(plan, decision, [trace_entry(rp, matched, facts) for rp, matched in decision.traced])

@@ -35,23 +35,11 @@ ADULT = {"age": 40}  # the patient block of an adult in the intended population,
 
 def set_path(findings: dict[str, Any], path: str, value: Any) -> None:
     """Set a finding by dotted path (with or without the "findings." prefix); None removes it."""
-    *parents, leaf = path.removeprefix("findings.").split(".")
-    node = findings
-    for key in parents:
-        node = node.setdefault(key, {})
-    if value is None:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
+    put(findings, path.removeprefix("findings."), value)
 
 
 def get_path(findings: dict[str, Any], path: str) -> Any:
-    node: Any = findings
-    for key in path.removeprefix("findings.").split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
+    return fetch(findings, path.removeprefix("findings."))
 
 
 def exam(changes: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from service.engine.answer import Answer, encode_after_trace, encode_before_trace
+from service.engine.answer import BEFORE_TRACE, Answer, encode_after_trace, encode_before_trace
 from service.engine.frozen import freeze
 from service.engine.logic import Facts, PartialSet
 from service.engine.model import KnowledgeBase
@@ -52,21 +52,17 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     decision = _decision(kb, plan, judge(plan, seen), context)
     trace, trace_json = _traces(decision, seen.facts)
     return Answer(
-        {
-            "triage": decision.triage,
-            "scope": decision.scope,
-            "causes": decision.causes,
-            "referrals": decision.referrals,
-            "advice": decision.advice,
-            "missing": decision.missing,
-            "conflicts": decision.conflicts,
-            "trace": trace,
-            "knowledge": plan.knowledge,
-            "disclaimer": DISCLAIMER,
-        },
+        answer_body(plan, decision, trace),
         (decision.json_before_trace, trace_json, decision.json_after_trace),
         decision.rule_ids,
     )
+
+
+def answer_body(plan: Plan, decision: Decision, trace: list[dict[str, Any]]) -> dict[str, Any]:
+    """An answer's keys in order (answer.py): the decision's parts, the patient's trace, the knowledge."""
+    body = {key: getattr(decision, key) for key in BEFORE_TRACE}
+    body.update(trace=trace, knowledge=plan.knowledge, disclaimer=DISCLAIMER)
+    return body
 
 
 # --- what an answer depends on besides its verdicts -------------------------------------------------
