@@ -13,11 +13,12 @@ The table is GENERATED from the knowledge base, so it cannot drift from the rule
 - One input column per finding a level rule reads. Cells: `is` -> `"v"`, `in` -> `"a", "b"`
   (unary tests, false on null); `has` -> `$ != null and contains($, "v")`, `has_any` ->
   `$ != null and some($, # in ["a", "b"])`, `at_least` -> `$ != null and $ >= n`, `below` -> `$ != null
-  and $ < n`; a count (`at_least: n, of: [...]`) becomes one conjunction per choice of n of its items. With `$` null,
+  and $ < n`, `unknown` -> `$ == null`; a count (`at_least: n, of: [...]`) becomes one conjunction per
+  choice of n of its items. With `$` null,
   zen's `contains`, `some`, `"v" in $` and `>=` raise instead of answering false; a decision table
   happens to count a raising cell as no match, but the guard states the intent rather than lean on
   a swallowed error (it costs nothing measurable). Several atoms on one finding in one conjunction
-  are joined with `and`.
+  are joined with `and`, without brackets (zen reads a cell that opens with one as an interval).
 - Outputs: `level`, and the id of the rule the row came from (for checking).
 
 Why this is exact: rule conditions have no negation and JSON requests carry only complete sets,
@@ -99,6 +100,8 @@ def _expression(atom: Atom) -> str:
         return f"$ != null and $ >= {value}"
     if atom.op == "below":
         return f"$ != null and $ < {value}"
+    if atom.op == "unknown":
+        return "$ == null"
     raise ValueError(f"unknown operator {atom.op!r}")
 
 
@@ -110,7 +113,8 @@ def _cell(atoms: Sequence[Atom]) -> str:
         return ", ".join(json.dumps(v) for v in sorted(atoms[0].value))
     if len(atoms) == 1:
         return _expression(atoms[0])
-    return " and ".join(f"({_expression(a)})" for a in atoms)
+    # No brackets: zen reads a cell that opens with one as an interval. Each part is a conjunction already.
+    return " and ".join(_expression(a) for a in atoms)
 
 
 def decision_table(kb: KnowledgeBase) -> dict[str, Any]:

@@ -197,7 +197,9 @@ class ReferralOut(StrictSchema):
     )
     urgency = choice(("emergency", "urgent", "routine", "if_persistent", "self_care"), "How soon.", required=True)
     tests = fields.List(
-        fields.String(validate=validate.OneOf(("mri", "x_ray", "blood_tests", "nerve_conduction_study"))),
+        fields.String(
+            validate=validate.OneOf(("mri", "mri_whole_spine", "x_ray", "blood_tests", "nerve_conduction_study"))
+        ),
         required=True,
         metadata={"description": "Tests to arrange, at the referral's urgency (never below the level)."},
     )
@@ -221,7 +223,14 @@ class MissingOut(StrictSchema):
 
 class Matched(StrictSchema):
     field = fields.String(required=True)
-    value = fields.Raw(required=True, metadata={"description": "The reported value (string, integer or list)."})
+    value = fields.Raw(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The reported value (string, integer or list); null when the rule fired because the "
+            "finding is unknown (no self-care before the cauda equina screen, policy SP-3)."
+        },
+    )
 
 
 class TraceOut(StrictSchema):

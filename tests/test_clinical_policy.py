@@ -109,6 +109,29 @@ POLICY_CASES = [
         not_rules={"RF-ACUTE-BILATERAL-WEAKNESS"},
     ),
     PolicyCase(
+        "raise stopped by pain on both sides, sudden",
+        "H-01; H-10; SP-5 p2",
+        {"slr": {"result": "pain_limited", "side": "both"}, "history.onset": "sudden"},
+        "emergency",
+        edge="escalates",
+        rules={"RF-ACUTE-BILATERAL-WEAKNESS"},
+    ),
+    PolicyCase(
+        "raise stopped by pain on both sides, gradual and stable (hip osteoarthritis)",
+        "H-01; SP-5 p2",
+        {"slr": {"result": "pain_limited", "side": "both"}, "hip.range_reduced": "present"},
+        "routine",
+        edge="neighbour",
+        not_rules={"RF-ACUTE-BILATERAL-WEAKNESS", "RF-BOTH-LEGS-WEAK"},
+    ),
+    PolicyCase(
+        "raise recorded normal yet failing on both sides, sudden (a contradiction)",
+        "H-10; SP-3 p4; SP-5 p2",
+        {"slr": {"result": "normal", "side": "both"}, "history.onset": "sudden"},
+        "emergency",
+        rules={"RF-ACUTE-BILATERAL-WEAKNESS"},
+    ),
+    PolicyCase(
         "sudden failed raise with severe back pain at 65",
         "H-01; H-04; SP-5 p3",
         {"slr.result": "unable", "history.onset": "sudden", "pain.locations": ["low_back"], "pain.severity": 7},
@@ -127,7 +150,50 @@ POLICY_CASES = [
         rules={"RF-SUDDEN-SEVERE-BACK-PAIN"},
         not_rules={"RF-OLDER-SUDDEN-SEVERE-BACK-PAIN"},
     ),
+    PolicyCase(
+        "sudden failed raise with severe pain, place not recorded",
+        "H-01; H-10; SP-5 p4",
+        {"slr.result": "unable", "history.onset": "sudden", "pain.severity": 8, "pain.locations": None},
+        "urgent",
+        edge="escalates",
+        rules={"RF-SUDDEN-SEVERE-PAIN"},
+        referrals=[("physician", "urgent", [])],
+        final=False,
+    ),
+    PolicyCase(
+        "sudden failed raise with pain of 6, place not recorded",
+        "H-01; SP-5 p4; SP-11 p1",
+        {"slr.result": "unable", "history.onset": "sudden", "pain.severity": 6, "pain.locations": None},
+        "routine",
+        edge="neighbour",
+        not_rules={"RF-SUDDEN-SEVERE-PAIN"},
+        final=False,
+    ),
+    PolicyCase(
+        "sudden failed raise, pain 8, no place listed (a contradiction)",
+        "H-10; SP-3 p4; SP-5 p4",
+        {"slr.result": "unable", "history.onset": "sudden", "pain.severity": 8, "pain.locations": []},
+        "urgent",
+        rules={"RF-SUDDEN-SEVERE-PAIN"},
+        final=False,
+    ),
     # --- H-02: red flags with a normal or untested raise (SP-4, SP-6) -----------------------------
+    PolicyCase(
+        "fever with pain at the front of the thigh",
+        "H-02; SP-6 p1",
+        {"systemic.fever": "present", "pain.locations": ["anterior_thigh"], "pain.severity": 5},
+        "urgent",
+        rules={"RF-FEVER-HIP-PAIN"},
+        causes={"psoas_abscess", "septic_arthritis_hip"},
+    ),
+    PolicyCase(
+        "fever with loss of sensation and a normal raise",
+        "H-02; SP-6 p1",
+        {"systemic.fever": "present", "sensation": {"status": "reduced", "areas": ["lower_leg"]}},
+        "emergency",
+        rules={"RF-SYSTEMIC-FEVER"},
+        referrals=[("emergency_department", "emergency", ["mri", "blood_tests"])],
+    ),
     PolicyCase(
         "fever with low back pain, raise normal",
         "H-02; SP-6 p1",
@@ -238,7 +304,7 @@ POLICY_CASES = [
         "urgent",
         rules={"RF-CANCER-BACK-PAIN"},
         top="spinal_metastasis",
-        referrals=[("physician", "urgent", ["mri"])],
+        referrals=[("physician", "urgent", ["mri_whole_spine"])],
     ),
     PolicyCase(
         "cancer history with back pain and a weak leg",
@@ -247,7 +313,7 @@ POLICY_CASES = [
         "emergency",
         rules={"RF-CANCER-NEURO-DEFICIT"},
         top="spinal_metastasis",
-        referrals=[("emergency_department", "emergency", ["mri"])],
+        referrals=[("emergency_department", "emergency", ["mri_whole_spine"])],
     ),
     PolicyCase(
         "cancer history alone",
@@ -365,6 +431,33 @@ POLICY_CASES = [
         final=False,
     ),
     PolicyCase(
+        "sudden severe back pain at 72, raise normal",
+        "H-04; SP-5 p3",
+        {"history.onset": "sudden", "pain.locations": ["low_back"], "pain.severity": 9},
+        "urgent",
+        patient={"age": 72},
+        edge="escalates",
+        rules={"RF-OLDER-SUDDEN-BACK-PAIN"},
+        causes={"vertebral_fracture", "aortic_aneurysm"},
+    ),
+    PolicyCase(
+        "sudden severe back pain at 64, raise normal",
+        "H-04; SP-5 p3",
+        {"history.onset": "sudden", "pain.locations": ["low_back"], "pain.severity": 9},
+        "self_care",
+        patient={"age": 64},
+        edge="neighbour",
+        not_rules={"RF-OLDER-SUDDEN-BACK-PAIN"},
+    ),
+    PolicyCase(
+        "groin pain after a fall at 40 counts towards a fracture",
+        "H-07; SP-10 p3; SP-7 p4",
+        {"history.trauma": "present", "pain.locations": ["groin"], "pain.severity": 4},
+        "routine",
+        rules={"CA-FRACTURE-AFTER-INJURY", "LV-AFTER-INJURY"},
+        top="hip_or_pelvic_fracture",
+    ),
+    PolicyCase(
         "back pain after a fall at 70",
         "H-04; SP-7 p3",
         {"history.trauma": "present", "pain.locations": ["low_back"], "pain.severity": 6},
@@ -394,6 +487,27 @@ POLICY_CASES = [
         edge="neighbour",
         rules={"LV-CHILD"},
         not_rules={"RF-CHILD-FEVER-HIP"},
+        scope="out",
+    ),
+    PolicyCase(
+        "14-year-old with groin pain and a limp, no fever",
+        "H-13; SP-8 p2",
+        {"pain.locations": ["groin"], "pain.severity": 4, "function.walking_affected": "present"},
+        "urgent",
+        patient={"age": 14},
+        rules={"RF-CHILD-HIP-LIMP"},
+        top="slipped_upper_femoral_epiphysis",
+        referrals=[("physician", "urgent", ["x_ray"])],
+        scope="out",
+    ),
+    PolicyCase(
+        "13-year-old whose raise failed suddenly during a kick",
+        "H-13; SP-8 p2",
+        {"slr.result": "unable", "history.onset": "sudden", "history.activity_at_onset": "sprint_or_kick"},
+        "urgent",
+        patient={"age": 13},
+        rules={"RF-CHILD-AVULSION"},
+        top="hip_or_pelvic_fracture",
         scope="out",
     ),
     PolicyCase(
@@ -520,6 +634,16 @@ POLICY_CASES = [
         not_rules={"LV-BASELINE"},
     ),
     PolicyCase(
+        "saddle numbness not asked: no self-care before the screen",
+        "H-08; H-11; SP-3 p3",
+        {"saddle_numbness": None},
+        "routine",
+        edge="escalates",
+        rules={"LV-CES-SCREEN-NOT-DONE"},
+        asks_first="findings.saddle_numbness",
+        final=False,
+    ),
+    PolicyCase(
         "bladder normal, everything else normal",
         "H-08; SP-4 p1",
         {},
@@ -629,6 +753,7 @@ def test_an_answer_with_no_red_flag_answered_is_incomplete(triage):
     """H-11; SP-3 p3: an empty exam is not presented as self-care advice."""
     result = triage({})
     triage_ = result["triage"]
+    assert triage_["level"] == "routine"  # SP-3 p3: the cauda equina screen is not done
     assert triage_["incomplete"] is True and triage_["provisional"] is True
     assert triage_["label"] == "Incomplete assessment"
     assert "not a triage decision" in triage_["action"]
@@ -641,11 +766,22 @@ def test_an_answer_with_no_red_flag_answered_is_incomplete(triage):
 
 
 def test_one_red_flag_answered_makes_the_assessment_complete_but_provisional(triage):
-    """H-11; SP-3 p3: the label is the level's own as soon as any red-flag question is answered."""
+    """H-11; SP-3 p3: the label is the level's own as soon as any red-flag question is answered, and the
+    level stays at routine until the whole cauda equina screen is answered."""
     result = triage({"bladder": "normal"})
     assert result["triage"]["incomplete"] is False
-    assert result["triage"]["label"] == "Self-care"
+    assert (result["triage"]["level"], result["triage"]["label"]) == ("routine", "Routine")
+    assert result["triage"]["rules"] == ["LV-CES-SCREEN-NOT-DONE"]
     assert result["triage"]["provisional"] is True
+    screened = triage({"bladder": "normal", "bowel": "normal", "saddle_numbness": "absent"})
+    assert screened["triage"]["level"] == "self_care"
+
+
+def test_an_urgent_finding_keeps_its_label_when_no_red_flag_was_asked(triage):
+    """SP-3 p3: 'incomplete' never hides an urgent level behind a label."""
+    result = triage({"slr": {"result": "weak", "side": "both"}}, ADULT)
+    assert result["triage"]["incomplete"] is True
+    assert (result["triage"]["level"], result["triage"]["label"]) == ("urgent", "Urgent")
 
 
 def test_pain_without_a_place_is_a_conflict_read_the_more_urgent_way(triage):

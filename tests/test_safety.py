@@ -138,9 +138,11 @@ def test_provisional_means_an_unknown_could_raise_the_level(request):
 
 
 def test_an_omitted_red_flag_is_asked_for_not_assumed_absent(triage):
-    """000 'When to Seek Professional Guidance' p2: bladder changes must be asked about."""
+    """000 'When to Seek Professional Guidance' p2: bladder changes must be asked about; policy SP-3 p3:
+    self-care waits for the cauda equina screen, so an unknown bladder holds the level at routine."""
     result = triage(exam({"bladder": None}), ADULT)
-    assert result["triage"]["level"] == "self_care"
+    assert result["triage"]["level"] == "routine"
+    assert result["triage"]["rules"] == ["LV-CES-SCREEN-NOT-DONE"]
     assert result["triage"]["provisional"] is True
     assert [m["field"] for m in result["missing"]] == ["findings.bladder"]
     assert result["missing"][0]["could_raise_to"] == "emergency"

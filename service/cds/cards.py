@@ -53,14 +53,15 @@ def escape(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def summary(result: dict[str, Any]) -> str:
-    """The card's one line: the level (or that the assessment is incomplete, and a patient outside the
-    intended population: both in the label), whether it is provisional, and the first cause to consider,
+def summary(result: dict[str, Any], incomplete_label: str) -> str:
+    """The card's one line: the level's label (or that the assessment is incomplete; a patient outside the
+    intended population is in the label too), whether it is provisional, and the first cause to consider,
     never "most likely"."""
     triage = result["triage"]
-    head = triage["label"] + (" (provisional)" if triage["provisional"] and not triage["incomplete"] else "")
+    said_incomplete = triage["label"] == incomplete_label
+    head = triage["label"] + (" (provisional)" if triage["provisional"] and not said_incomplete else "")
     text = f"{head}: {triage['action']}"
-    if result["causes"] and not triage["incomplete"]:
+    if result["causes"] and not said_incomplete:
         text = f"{head}: consider {result['causes'][0]['name']} first. {triage['action']}"
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
@@ -79,7 +80,7 @@ def triage_card(
         source["url"] = f"{ctx.base_url}/v1/sources"
     card = {
         "uuid": str(uuid.uuid4()),
-        "summary": summary(result),
+        "summary": summary(result, kb.incomplete["label"]),
         "indicator": indicator(result),
         "detail": detail(kb, result, notes),
         "source": source,

@@ -26,6 +26,7 @@ TARGETS = {
 }
 TESTS = {
     "mri": "MRI scan",
+    "mri_whole_spine": "MRI of the whole spine",
     "x_ray": "X-ray",
     "blood_tests": "Blood tests (blood count, inflammatory markers, cultures if febrile)",
     "nerve_conduction_study": "Nerve conduction study",
@@ -117,7 +118,7 @@ def answer_notes(result: dict[str, Any]) -> list[str]:
     if result["scope"]["population"] != "in":
         out.append(result["scope"]["note"])
     if result["triage"]["incomplete"]:
-        out.append(f"{result['triage']['label']}: {result['triage']['action']}")
+        out.append("Incomplete assessment: no red-flag question has been answered yet.")
     out += [f"Contradiction: {c['statement']}" for c in result["conflicts"]]
     return [*out, result["disclaimer"]]
 

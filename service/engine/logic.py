@@ -36,11 +36,13 @@ class PartialSet:
 @dataclass(frozen=True, slots=True)
 class Atom:
     fact: str
-    op: str  # is | in | has | has_any | empty | at_least | below
+    op: str  # is | in | has | has_any | empty | at_least | below | unknown
     value: Any
 
     def check(self, facts: Facts) -> Outcome:
         actual = facts.get(self.fact)
+        if self.op == "unknown":  # what is known about the finding: never itself unknown
+            return Outcome(True, matched=(self.fact,)) if actual is None else FALSE
         if actual is None:
             return Outcome(None, open=(self.fact,), alone=(self.fact,))
         op, value = self.op, self.value

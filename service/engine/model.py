@@ -139,7 +139,9 @@ class KnowledgeBase:
     urgencies: tuple[str, ...]
     conflicts: tuple[Conflict, ...] = ()
     scope: Scope | None = None
-    incomplete: dict[str, str] = field(default_factory=dict)  # label and action of an answer with no red flag asked
+    incomplete: dict[str, str] = field(
+        default_factory=dict
+    )  # label, action and up_to: an answer with no red flag asked
     authorities: dict[str, str] = field(default_factory=dict)  # authority -> what it means
     rules_by_id: dict[str, Rule] = field(default_factory=dict)
 

@@ -60,7 +60,8 @@ class Plan:
     lowest: int = 0  # the lowest group bit of every rule
     spare: int = 0  # the spare bit above every rule's groups
     rule_at: dict[int, int] = field(default_factory=dict)  # spare bit index -> rule position
-    unknown_masks: dict[str, int] = field(default_factory=dict)  # fact -> groups with an atom on it
+    unknown_masks: dict[str, int] = field(default_factory=dict)  # fact -> groups with an atom it leaves open
+    unknown_true: dict[str, int] = field(default_factory=dict)  # fact -> groups an `unknown` atom on it makes true
     raising: dict[int, int] = field(default_factory=dict)  # rank -> spare bits of rules setting a more urgent level
     locators: dict[str, dict[str, Any]] = field(default_factory=dict)
     level_rank: dict[str, int] = field(default_factory=dict)
@@ -117,7 +118,7 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
         ),
     )
     masks = _lay_out(plan)
-    plan.read, plan.reader_source = compile_reader(kb.findings, masks, plan.unknown_masks)
+    plan.read, plan.reader_source = compile_reader(kb.findings, masks, plan.unknown_masks, plan.unknown_true)
     return plan
 
 
@@ -219,6 +220,9 @@ def _lay_out(plan: Plan) -> dict[str, dict[Any, int]]:
         plan.lowest |= 1 << bit
         for group in _groups(rp.rule.when):
             for atom in group:
+                if atom.op == "unknown":  # true exactly when its fact is unknown, never open
+                    plan.unknown_true[atom.fact] = plan.unknown_true.get(atom.fact, 0) | 1 << bit
+                    continue
                 unknown[atom.fact] = unknown.get(atom.fact, 0) | 1 << bit
                 for key in _index_keys(atom):
                     table = masks.setdefault(atom.fact, {})

@@ -49,10 +49,14 @@ Reader = Callable[[dict[str, Any]], Scan]
 
 
 def compile_reader(
-    findings: dict[str, Finding], index: dict[str, dict[Any, int]], unknown_masks: dict[str, int]
+    findings: dict[str, Finding],
+    index: dict[str, dict[Any, int]],
+    unknown_masks: dict[str, int],
+    unknown_true: dict[str, int],
 ) -> tuple[Reader, str]:
-    """The reader for `findings`, given fact -> index key -> group mask and fact -> mask of the groups
-    reading it; returns the function and its source."""
+    """The reader for `findings`, given fact -> index key -> group mask, fact -> mask of the groups it
+    leaves open when unknown, and fact -> mask of the groups it makes true when unknown (`unknown`
+    atoms); returns the function and its source."""
     writer = _Writer()
     names = {path: f"f{i}" for i, path in enumerate(findings)}
     for path, finding in findings.items():
@@ -66,6 +70,8 @@ def compile_reader(
     for path, name in names.items():
         if unknown_masks.get(path):
             writer.line(f"if {name} is None: open_ |= {writer.constant(unknown_masks[path])}")
+        if unknown_true.get(path):
+            writer.line(f"if {name} is None: covered |= {writer.constant(unknown_true[path])}")
     entries = ", ".join(f"{path!r}: {name}" for path, name in names.items())
     writer.line(f"return Scan({{{entries}}}, open_, covered, partial)")
     return writer.compile()

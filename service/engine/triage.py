@@ -157,8 +157,10 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged, context: Context) -> D
     shown = {rid for item in advice for rid in item["rules"]}
     traced = [(rp, out) for rp, out in fired if _in_trace(rp, rank, shown)]
     missing = _missing(kb, plan, judged, rank)
+    # Policy SP-3 p3: with no red-flag question answered and nothing urgent found, it is not a decision.
+    said_incomplete = context.incomplete and rank >= plan.level_rank[kb.incomplete["up_to"]]
     label, action = (
-        (kb.incomplete["label"], kb.incomplete["action"]) if context.incomplete else (level.label, level.action)
+        (kb.incomplete["label"], kb.incomplete["action"]) if said_incomplete else (level.label, level.action)
     )
     if context.population == "out":  # policy SP-8: the label says so too, not only `scope`
         label = f"{label} (under {plan.scope.min_age}, outside intended use)"

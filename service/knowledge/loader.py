@@ -29,7 +29,12 @@ from service.knowledge.yamlfile import load_yaml
 BUNDLED = Path(__file__).resolve().parent
 FILES = ("sources", "citations", "findings", "catalog", "rules")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-OPS = {"tri": {"is", "in"}, "enum": {"is", "in"}, "set": {"has", "has_any", "empty"}, "int": {"at_least", "below"}}
+OPS = {
+    "tri": {"is", "in", "unknown"},
+    "enum": {"is", "in", "unknown"},
+    "set": {"has", "has_any", "empty"},
+    "int": {"at_least", "below", "unknown"},
+}
 TRI_VALUES = ("present", "absent", "unknown")
 # Cause weights (policy SP-10): 3 a discriminating sign, 2 a typical finding, 1 a compatible finding or
 # risk factor; negative: evidence against, on the same scale.
@@ -114,8 +119,8 @@ class _Builder:
         conflicts = tuple(self._conflict(c, citations) for c in self.docs["findings"].get("conflicts", ()))
         scope = self._scope(catalog.get("scope") or {}, citations)
         incomplete = catalog.get("incomplete") or {}
-        if set(incomplete) != {"label", "action"}:
-            self.problem("catalog: incomplete needs exactly a label and an action")
+        if set(incomplete) != {"label", "action", "up_to"} or incomplete.get("up_to") not in levels:
+            self.problem("catalog: incomplete needs exactly a label, an action and up_to, a level")
         authorities = catalog.get("authorities") or {}
         if set(authorities) != set(AUTHORITIES):
             self.problem(f"catalog: authorities must describe exactly {', '.join(AUTHORITIES)}")
@@ -270,9 +275,9 @@ class _Builder:
             if isinstance(value, bool) or not isinstance(value, int) or not finding.minimum <= value <= finding.maximum:
                 self.problem(f"{owner}: {path} bound {value!r} out of range")
             return Atom(path, op, value)
-        if op == "empty":
+        if op in ("empty", "unknown"):
             if value is not True:
-                self.problem(f"{owner}: {path} empty takes true")
+                self.problem(f"{owner}: {path} {op} takes true")
             return Atom(path, op, True)
         wanted = value if op in ("in", "has_any") else [value]
         for v in wanted:
