@@ -1,16 +1,18 @@
 """The knowledge base compiled for evaluation: rules found from the reported values by bit arithmetic.
 
 Checking every rule on every call costs time in proportion to the knowledge base, and most rules have
-nothing to do with a given patient. Conditions are monotone (no "not"), which the index relies on:
+nothing to do with a given patient. Conditions have no "not", which the index relies on:
 
 - A rule's condition is a conjunction of groups: each part of its top-level `all` (nested `all`s
-  flattened) is a group, and a condition that is not an `all` is one group. A group can be true
+  flattened, a count being one group) is a group, and a condition that is not an `all` is one group.
+  A group can be true
   only if one of its atoms is, so a rule can fire only when every group has a true atom. It can be
   unknown only when every group has a true atom or reads an unknown fact.
 - Each group is one bit of a big integer. A rule's groups are adjacent bits, followed by one
   spare bit that is always 0. Each fact value that makes an atom true (an enum or tri value, a set
   member, an integer threshold) has a mask of the groups it covers. So does each fact, for when it
-  is unknown. A request ORs the masks of its values, and then the unknown facts' masks.
+  is unknown: the groups it leaves open, and those an `unknown` atom on it makes true. A request ORs
+  the masks of its values, and then the unknown facts' masks.
 - Adding a 1 at the lowest bit of every rule carries into the spare bit exactly when all of the
   rule's group bits are 1. One addition and one AND therefore give every rule whose groups are all
   covered, however many rules there are, in C-level integer arithmetic.
