@@ -198,7 +198,9 @@ class ReferralOut(StrictSchema):
     urgency = choice(("emergency", "urgent", "routine", "if_persistent", "self_care"), "How soon.", required=True)
     tests = fields.List(
         fields.String(
-            validate=validate.OneOf(("mri", "mri_whole_spine", "x_ray", "blood_tests", "nerve_conduction_study"))
+            validate=validate.OneOf(
+                ("mri", "mri_whole_spine", "x_ray", "aorta_imaging", "blood_tests", "nerve_conduction_study")
+            )
         ),
         required=True,
         metadata={"description": "Tests to arrange, at the referral's urgency (never below the level)."},

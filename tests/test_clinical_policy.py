@@ -153,7 +153,7 @@ POLICY_CASES = [
     PolicyCase(
         "sudden failed raise with severe pain, place not recorded",
         "H-01; H-10; SP-5 p4",
-        {"slr.result": "unable", "history.onset": "sudden", "pain.severity": 8, "pain.locations": None},
+        {"slr.result": "weak", "history.onset": "sudden", "pain.severity": 8, "pain.locations": None},
         "urgent",
         edge="escalates",
         rules={"RF-SUDDEN-SEVERE-PAIN"},
@@ -163,11 +163,71 @@ POLICY_CASES = [
     PolicyCase(
         "sudden failed raise with pain of 6, place not recorded",
         "H-01; SP-5 p4; SP-11 p1",
-        {"slr.result": "unable", "history.onset": "sudden", "pain.severity": 6, "pain.locations": None},
+        {"slr.result": "weak", "history.onset": "sudden", "pain.severity": 6, "pain.locations": None},
         "routine",
         edge="neighbour",
         not_rules={"RF-SUDDEN-SEVERE-PAIN"},
         final=False,
+    ),
+    PolicyCase(
+        "sudden weakness of the leg at 60, no pain",
+        "H-01; H-04; SP-5 p5",
+        {"slr.result": "weak", "history.onset": "sudden"},
+        "urgent",
+        patient={"age": 60},
+        edge="escalates",
+        rules={"RF-SUDDEN-WEAKNESS-50"},
+        top="stroke_or_spinal_cord",
+    ),
+    PolicyCase(
+        "sudden weakness of the leg at 49, no pain",
+        "H-01; H-04; SP-5 p5",
+        {"slr.result": "weak", "history.onset": "sudden"},
+        "routine",
+        patient={"age": 49},
+        edge="neighbour",
+        not_rules={"RF-SUDDEN-WEAKNESS-50"},
+    ),
+    PolicyCase(
+        "a leg that suddenly cannot be lifted at 60, no pain",
+        "H-01; SP-5 p5",
+        {"slr.result": "unable", "history.onset": "sudden"},
+        "urgent",
+        patient={"age": 60},
+        rules={"RF-SUDDEN-INABILITY", "RF-SUDDEN-WEAKNESS-50"},
+        top="stroke_or_spinal_cord",
+    ),
+    PolicyCase(
+        "cancer history with back pain and pain down both legs",
+        "H-02; SP-6 p3",
+        {"history.cancer": "present", "pain.locations": ["low_back", "both_legs"], "pain.severity": 5},
+        "emergency",
+        patient={"age": 68},
+        rules={"RF-CANCER-NEURO-DEFICIT"},
+        referrals=[("emergency_department", "emergency", ["mri", "mri_whole_spine"])],
+    ),
+    PolicyCase(
+        "an older fall with fever keeps the blood tests on the emergency referral",
+        "H-05; SP-9 p1",
+        {
+            "history.trauma": "present",
+            "systemic.fever": "present",
+            "pain.locations": ["groin"],
+            "pain.severity": 6,
+            "function.walking_affected": "present",
+        },
+        "emergency",
+        patient={"age": 84},
+        rules={"RF-OLDER-FALL", "RF-FEVER-HIP-PAIN"},
+        referrals=[("emergency_department", "emergency", ["x_ray", "blood_tests"])],
+    ),
+    PolicyCase(
+        "no physical therapy beside an urgent level",
+        "H-05; SP-9 p1",
+        {"slr.result": "pain_limited", "pain.locations": ["both_legs"], "pain.severity": 5},
+        "urgent",
+        rules={"LV-FAILED-LEG-RAISE", "RF-PAIN-BOTH-LEGS"},
+        referrals=[("physician", "urgent", ["mri"])],
     ),
     PolicyCase(
         "sudden failed raise, pain 8, no place listed (a contradiction)",
@@ -439,6 +499,7 @@ POLICY_CASES = [
         edge="escalates",
         rules={"RF-OLDER-SUDDEN-BACK-PAIN"},
         causes={"vertebral_fracture", "aortic_aneurysm"},
+        referrals=[("physician", "urgent", ["x_ray", "aorta_imaging"])],
     ),
     PolicyCase(
         "sudden severe back pain at 64, raise normal",
@@ -502,11 +563,11 @@ POLICY_CASES = [
     ),
     PolicyCase(
         "13-year-old whose raise failed suddenly during a kick",
-        "H-13; SP-8 p2",
+        "H-13; SP-7 p5",
         {"slr.result": "unable", "history.onset": "sudden", "history.activity_at_onset": "sprint_or_kick"},
         "urgent",
         patient={"age": 13},
-        rules={"RF-CHILD-AVULSION"},
+        rules={"RF-YOUNG-AVULSION"},
         top="hip_or_pelvic_fracture",
         scope="out",
     ),
@@ -589,9 +650,9 @@ POLICY_CASES = [
     ),
     PolicyCase(
         "a sudden inability without a sprint or kick does not put a tear first",
-        "H-07; SP-10 p2",
+        "H-07; SP-10 p2; SP-5 p5",
         {"slr.result": "unable", "history.onset": "sudden"},
-        "routine",
+        "urgent",
         edge="neighbour",
         rules={"CA-RUPTURE-SUDDEN-INABILITY"},
         not_rules={"CA-RUPTURE-AFTER-SPRINT-OR-KICK"},
@@ -599,9 +660,9 @@ POLICY_CASES = [
     ),
     PolicyCase(
         "a sudden inability during a kick puts the tear first",
-        "H-07; SP-10 p2",
+        "H-07; SP-10 p2; SP-5 p5",
         {"slr.result": "unable", "history.onset": "sudden", "history.activity_at_onset": "sprint_or_kick"},
-        "routine",
+        "urgent",
         edge="escalates",
         rules={"CA-RUPTURE-AFTER-SPRINT-OR-KICK"},
         top="hip_flexor_rupture",
@@ -679,6 +740,8 @@ def test_policy_scenario(case: PolicyCase, triage):
     if case.level == "emergency":  # SP-9 p1: nothing less urgent beside an emergency
         assert {r["urgency"] for r in result["referrals"]} == {"emergency"}
         assert result["advice"] == []
+    if case.level == "urgent":  # SP-9 p1: beside an urgent level, nothing less urgent without tests
+        assert all(r["urgency"] == "urgent" for r in result["referrals"]), result["referrals"]
     if case.asks_first:
         assert result["missing"][0]["field"] == case.asks_first, why
     assert result["scope"]["population"] == case.scope

@@ -218,7 +218,7 @@ CASES = [
     ),
     Case(
         "sudden inability after a kick",
-        f"000 'Focusing on the Muscles' p1-2; {RED_FLAGS} p8",
+        f"000 'Focusing on the Muscles' p1-2; {RED_FLAGS} p8; policy SP-5 p5 (a sudden complete inability is urgent)",
         {
             "slr.result": "unable",
             "history.onset": "sudden",
@@ -226,11 +226,11 @@ CASES = [
             "pain.locations": ["front_of_hip"],
             "pain.severity": 6,
         },
-        "routine",
-        {"RE-STRUCTURAL-WORKUP", "CA-RUPTURE-SUDDEN-INABILITY", "CA-STRAIN-MECHANISM"},
+        "urgent",
+        {"RE-STRUCTURAL-WORKUP", "CA-RUPTURE-SUDDEN-INABILITY", "CA-STRAIN-MECHANISM", "RF-SUDDEN-INABILITY"},
         top="hip_flexor_rupture",
         causes={"hip_flexor_strain"},
-        referrals=[("orthopedist", "routine", ["mri"])],
+        referrals=[("orthopedist", "urgent", ["mri"])],
     ),
     # --- causes ---------------------------------------------------------------------------------
     Case(
@@ -431,11 +431,11 @@ def test_self_management_advice_is_withheld_in_an_emergency(triage):
 
 
 def test_severity_below_severe_does_not_trigger_the_severe_back_pain_rule(triage):
-    """001 'Red Flags' p1 speaks of severe pain; 6/10 falls below the service's threshold of 7."""
+    """001 'Red Flags' p1 speaks of severe pain; 6/10 falls below the service's threshold of 7 (policy SP-11)."""
     result = triage(
         exam(
             {
-                "slr.result": "unable",
+                "slr.result": "weak",
                 "history.onset": "sudden",
                 "pain.locations": ["low_back"],
                 "pain.severity": 6,

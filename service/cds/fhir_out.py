@@ -28,6 +28,7 @@ TESTS = {
     "mri": "MRI scan",
     "mri_whole_spine": "MRI of the whole spine",
     "x_ray": "X-ray",
+    "aorta_imaging": "Ultrasound or CT of the abdominal aorta",
     "blood_tests": "Blood tests (blood count, inflammatory markers, cultures if febrile)",
     "nerve_conduction_study": "Nerve conduction study",
 }

@@ -143,6 +143,7 @@ class KnowledgeBase:
         default_factory=dict
     )  # label, action and up_to: an answer with no red flag asked
     authorities: dict[str, str] = field(default_factory=dict)  # authority -> what it means
+    emergency_tests: tuple[str, ...] = ()  # tests an emergency department arranges itself (policy SP-9)
     rules_by_id: dict[str, Rule] = field(default_factory=dict)
 
     def level_by_rank(self, rank: int) -> Level:

@@ -156,7 +156,7 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged, context: Context) -> D
     advice = _advice(kb, plan, rank, fired)
     shown = {rid for item in advice for rid in item["rules"]}
     traced = [(rp, out) for rp, out in fired if _in_trace(rp, rank, shown)]
-    missing = _missing(kb, plan, judged, rank)
+    missing = _missing(kb, plan, judged, rank, context.conflicts)
     # Policy SP-3 p3: with no red-flag question answered and nothing urgent found, it is not a decision.
     said_incomplete = context.incomplete and rank >= plan.level_rank[kb.incomplete["up_to"]]
     label, action = (
@@ -329,16 +329,21 @@ def _referrals(
             entry[1] += ref.tests
             entry[2].append(rp.rule.id)
             entry[3] += rp.citations
-    # Policy SP-9: beside an emergency only emergency referrals stand; a referral with tests is never
-    # less urgent than the level; an incomplete assessment is not a referral to self-management.
-    keep = {
-        to: entry
-        for to, entry in merged.items()
-        if not (level == "emergency" and entry[0] != "emergency") and not (incomplete and to == "self_management")
-    }
-    for entry in keep.values():
-        if entry[1] and urgency[entry[0]] > urgency[level]:
+    # Policy SP-9: at urgent or emergency, a referral less urgent than the level stands only when it carries
+    # tests, raised to the level; beside an emergency none does, and the tests an emergency department
+    # arranges itself move to its referral. An incomplete assessment is no referral to self-management.
+    rank = plan.level_rank[level]
+    keep: dict[str, list[Any]] = {}
+    for to, entry in merged.items():
+        below = urgency[entry[0]] > urgency[level]
+        if (incomplete and to == "self_management") or (below and rank == 0):
+            merged[target][1] += [t for t in entry[1] if t in plan.emergency_tests] if below else []
+            continue
+        if below and not entry[1] and rank <= plan.level_rank["urgent"]:
+            continue
+        if below and entry[1]:
             entry[0] = level
+        keep[to] = entry
     targets = plan.target_order
     tests = plan.test_order
     return [
@@ -369,7 +374,9 @@ def _advice(kb: KnowledgeBase, plan: Plan, rank: int, fired: Judged) -> list[dic
     return out
 
 
-def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[dict[str, Any]]:
+def _missing(
+    kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int, conflicts: tuple[int, ...]
+) -> list[dict[str, Any]]:
     # field -> [most urgent level it could lead to, rules waiting on it,
     #           (most urgent level it alone could lead to, minus the findings already met in that rule)]
     never = (len(plan.level_rank), 0)
@@ -383,9 +390,11 @@ def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[d
             entry[1].append(rp.rule.id)
             if path in out[3]:  # an abnormal answer to this finding alone would fire the rule
                 entry[2] = min(entry[2], (rp.rank, -len(out[1])))
-    # Policy SP-3: a question whose answer alone could raise the level comes before one that needs other
-    # answers too, the most urgent of those first and, among them, the one completing a rule the findings
-    # already go furthest towards; then the most urgent overall; then knowledge order.
+    # Policy SP-3 p2: a finding read as unknown because the record contradicts itself first; then a
+    # question whose answer alone could raise the level before one that needs other answers too, the most
+    # urgent of those first and, among them, the one completing a rule the findings already go furthest
+    # towards; then the most urgent overall; then knowledge order.
+    contradicted = {path for i in conflicts for path in plan.conflicts[i].unknown}
     order = plan.finding_order
     return [
         {
@@ -394,7 +403,7 @@ def _missing(kb: KnowledgeBase, plan: Plan, judged: Judged, rank: int) -> list[d
             "could_raise_to": plan.level_at[raises[path][0]].id,
             "rules": raises[path][1],
         }
-        for path in sorted(raises, key=lambda p: (raises[p][2], raises[p][0], order[p]))
+        for path in sorted(raises, key=lambda p: (p not in contradicted, raises[p][2], raises[p][0], order[p]))
     ]
 
 

@@ -121,6 +121,10 @@ class _Builder:
         incomplete = catalog.get("incomplete") or {}
         if set(incomplete) != {"label", "action", "up_to"} or incomplete.get("up_to") not in levels:
             self.problem("catalog: incomplete needs exactly a label, an action and up_to, a level")
+        emergency_tests = tuple(catalog.get("emergency_tests") or ())
+        for test in emergency_tests:
+            if test not in self.tests:
+                self.problem(f"catalog: emergency test {test!r} is not a test")
         authorities = catalog.get("authorities") or {}
         if set(authorities) != set(AUTHORITIES):
             self.problem(f"catalog: authorities must describe exactly {', '.join(AUTHORITIES)}")
@@ -143,6 +147,7 @@ class _Builder:
             scope=scope,
             incomplete=dict(incomplete),
             authorities=dict(authorities),
+            emergency_tests=emergency_tests,
             rules_by_id={r.id: r for r in rules},
         )
 
