@@ -249,8 +249,7 @@ class _Support:
         self.evidence_for: list[str] = []
         self.evidence_against: list[str] = []
         self.rules: list[RulePlan] = []  # every rule that weighed on it, in knowledge order
-        self.rules_for: list[RulePlan] = []
-        self.rules_against: list[RulePlan] = []
+        self.rules_against: list[RulePlan] = []  # those that counted against it
 
 
 def _causes(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> list[dict[str, Any]]:
@@ -263,7 +262,6 @@ def _causes(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> list[dic
             if weight > 0:
                 support.best = max(support.best, weight)
                 support.evidence_for += out[1]
-                support.rules_for.append(rp)
             else:
                 support.evidence_against += out[1]
                 support.rules_against.append(rp)
@@ -280,7 +278,8 @@ def _causes(kb: KnowledgeBase, plan: Plan, fired: Judged, rank: int) -> list[dic
     out = []
     for cid in sorted(listed, key=key):
         s, cause = found[cid], kb.causes[cid]
-        cited = [*plan.cause_citations[cid], *(c for rp in s.rules_for for c in rp.citations)]
+        supporting = (rp for rp in s.rules if rp not in s.rules_against)
+        cited = [*plan.cause_citations[cid], *(c for rp in supporting for c in rp.citations)]
         out.append(
             {
                 "id": cid,
@@ -339,7 +338,7 @@ def _referrals(
         if (incomplete and to == "self_management") or (below and rank == 0):
             merged[target][1] += [t for t in entry[1] if t in plan.emergency_tests] if below else []
             continue
-        if below and not entry[1] and rank <= plan.level_rank["urgent"]:
+        if below and not entry[1] and rank <= plan.level_rank.get("urgent", 0):
             continue
         if below and entry[1]:
             entry[0] = level
