@@ -11,17 +11,24 @@ import structlog
 
 from service.logs import level_number
 from service.serving import install as send_head_with_body
+from service.settings import SettingsError, from_environment, server_from_environment
+
+try:  # every problem named at once, before any worker starts
+    SETTINGS = from_environment()  # the app reads the same, typed and checked (service/settings.py)
+    SERVER = server_from_environment()
+except SettingsError as exc:
+    sys.exit(str(exc))
 
 send_head_with_body()  # a killed worker cannot leave a proxy holding a header without its body
 
-bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+bind = os.environ.get("BIND", f"127.0.0.1:{SERVER['PORT']}")
 # gthread keeps connections alive and copes with a few slow clients; run behind a buffering proxy
 # in production. Set WEB_CONCURRENCY explicitly in containers (cpu_count sees the whole node).
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+workers = SERVER["WEB_CONCURRENCY"]
+threads = SERVER["GUNICORN_THREADS"]
+timeout = SERVER["GUNICORN_TIMEOUT"]
+graceful_timeout = SERVER["GUNICORN_GRACEFUL_TIMEOUT"]
 keepalive = 5
 # The app (knowledge base, compiled rule index, schemas) is built once in the master and shared by
 # forked workers: a recycled worker is serving in milliseconds instead of rebuilding it, which under
@@ -31,7 +38,7 @@ preload_app = True
 # Rarely: a recycling worker keeps its kept-alive connections up to 2 s before it exits and the master
 # forks its replacement, so one worker fewer serves meanwhile. Every 2,000 calls, that halved
 # throughput under load (make bench); the soak test shows no leak to bound more tightly.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
+max_requests = SERVER["GUNICORN_MAX_REQUESTS"]
 max_requests_jitter = max_requests // 10
 limit_request_line = 4094
 limit_request_fields = 50
@@ -97,16 +104,24 @@ def _is_local(address: str) -> bool:
         return False
 
 
+def _beyond_loopback_problem() -> str | None:
+    """Why the service must not serve other machines as configured, or None."""
+    if not (SETTINGS.get("API_KEYS_FILE") or SETTINGS.get("API_JWT_TRUST_FILE")):
+        return "it needs credentials (TRIAGE_API_KEYS_FILE and/or TRIAGE_API_JWT_TRUST_FILE)"
+    if SETTINGS.get("API_OPEN"):
+        return "TRIAGE_API_OPEN opens /v1 to everyone, whatever credentials are configured"
+    if SETTINGS.get("CDS_AUTH_DISABLED"):
+        return "TRIAGE_CDS_AUTH_DISABLED turns off the CDS Hooks JWT check"
+    return None
+
+
 def on_starting(server):
-    # Refuse to serve other machines with no credentials configured: open mode is for loopback only.
+    # Open modes are for loopback only: refuse to serve other machines with any of them on.
     addresses = server.cfg.bind if isinstance(server.cfg.bind, list) else [server.cfg.bind]
-    has_credentials = os.environ.get("TRIAGE_API_KEYS_FILE") or os.environ.get("TRIAGE_API_JWT_TRUST_FILE")
-    if not has_credentials and not all(_is_local(a) for a in addresses):
-        print(
-            "refusing to start: binding to a non-loopback address needs credentials "
-            "(TRIAGE_API_KEYS_FILE and/or TRIAGE_API_JWT_TRUST_FILE); see README, Deployment",
-            file=sys.stderr,
-        )
+    problem = None if all(_is_local(a) for a in addresses) else _beyond_loopback_problem()
+    if problem:
+        print(f"refusing to start: binding to a non-loopback address, but {problem}; see README, Deployment",
+              file=sys.stderr)  # fmt: skip
         on_exit(server)
         sys.exit(2)
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -17,13 +17,14 @@ from service.logs import configure_logging, init_request_logging, log
 from service.metrics import init_metrics
 from service.problem import ProblemApi
 from service.routes import KNOWLEDGE
+from service.settings import from_environment
 
 
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     app = flask.Flask(__name__)
     app.json.sort_keys = False  # keep the answer's order: triage level first
     app.config.from_object(DefaultConfig)
-    app.config.from_prefixed_env("TRIAGE")
+    app.config.update(from_environment())  # every TRIAGE_<NAME> typed and checked (service/settings.py)
     if config:
         app.config.update(config)
     configure_logging(app.config["LOG_LEVEL"])

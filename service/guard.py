@@ -50,14 +50,14 @@ def build_policy(config: flask.Config) -> AccessPolicy:
     if config["API_JWT_TRUST_FILE"]:
         verifier = TokenVerifier(
             load_trust_file(config["API_JWT_TRUST_FILE"]),
-            leeway=int(config["CDS_JWT_LEEWAY_SECONDS"]),
-            max_lifetime=int(config["CDS_JWT_MAX_LIFETIME_SECONDS"]),
+            leeway=config["CDS_JWT_LEEWAY_SECONDS"],
+            max_lifetime=config["CDS_JWT_MAX_LIFETIME_SECONDS"],
             refuse_replay=False,  # access tokens are reused until they expire
         )
     audience = config["API_JWT_AUDIENCE"] or config["PUBLIC_BASE_URL"].rstrip("/")
     if verifier is not None and not audience:
         raise ValueError("API_JWT_TRUST_FILE needs API_JWT_AUDIENCE or PUBLIC_BASE_URL (the tokens' aud)")
-    return AccessPolicy(bool(config["API_OPEN"]), keys, verifier, audience)
+    return AccessPolicy(config["API_OPEN"], keys, verifier, audience)
 
 
 def init_access(app: flask.Flask) -> AccessPolicy:

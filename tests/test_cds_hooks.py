@@ -609,6 +609,18 @@ def test_of_two_observations_at_the_same_time_the_abnormal_one_wins(cds):
         )
 
 
+@pytest.mark.parametrize("later", [1, 36500])  # tomorrow, and in 2099 or so
+def test_a_future_dated_normal_record_never_supersedes_a_red_flag(cds, later):
+    """Issue 20 item 7: bladder retention recorded today and a normal bladder record dated in the future
+    keep the critical card (000 'When to Seek Professional Guidance' p2), and the record is named."""
+    future = (datetime.now(UTC) + timedelta(days=later)).isoformat(timespec="seconds")
+    history = [bladder("retention", 98, when=ago(0)), bladder("normal", 99, when=future)]
+    card = the_card(cds.post(SERVICE_URL, json=prefetched(history, None)))
+    assert level(card) == "emergency" and card["indicator"] == "critical"
+    assert "RF-CES-BLADDER" in rules(card)
+    assert "Observation/obs-99 (Bladder function): dated in the future; not used" in not_used(card)
+
+
 def test_a_later_normal_observation_supersedes_an_earlier_abnormal_one(cds):
     findings = exam({"bladder": None})
     history = [bladder("retention", 98, when=ago(3)), bladder("normal", 99, when=ago(1))]

@@ -54,7 +54,8 @@ def test_api_keys_under_gunicorn(tmp_path):
     keys = tmp_path / "keys.yaml"
     keys.write_text(f"keys:\n  - id: ops-1\n    sha256: {key_hash('s3cret-key-1')}\n    scopes: [triage]\n")
     # live.py opens /v1 on loopback unless told otherwise; here the keys file alone decides
-    with running(tmp_path, {"TRIAGE_API_OPEN": "false", "TRIAGE_API_KEYS_FILE": str(keys)}) as server:
+    # "False" spelled as an operator might: before issue 20 it was a truthy string and opened /v1.
+    with running(tmp_path, {"TRIAGE_API_OPEN": "False", "TRIAGE_API_KEYS_FILE": str(keys)}) as server:
         body = {"findings": {"bladder": "retention"}}
         refused = requests.post(f"{server.url}/v1/triage", json=body, timeout=TIMEOUT)
         assert refused.status_code == 401
@@ -182,3 +183,31 @@ def test_an_empty_response_still_sends_its_header_on_close():
     response.start_response("204 No Content", [])
     response.close()
     assert len(sock.writes) == 1 and sock.writes[0].startswith(b"HTTP/1.1 204")
+
+
+def test_an_open_mode_beyond_loopback_refuses_to_start_even_with_credentials(tmp_path):
+    """Issue 20: TRIAGE_API_OPEN (any spelling of true) or TRIAGE_CDS_AUTH_DISABLED with a keys file
+    configured still refuses a non-loopback bind."""
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - id: ops-1\n    sha256: {key_hash('s3cret-key-1')}\n    scopes: [triage]\n")
+    for setting in ({"TRIAGE_API_OPEN": "True"}, {"TRIAGE_CDS_AUTH_DISABLED": "yes"}):
+        env = {**os.environ, "BIND": f"0.0.0.0:{free_port()}", "TRIAGE_API_KEYS_FILE": str(keys), **setting}
+        done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0, setting
+        assert "refusing to start" in done.stderr and next(iter(setting)) in done.stderr
+
+
+def test_a_misspelt_or_malformed_setting_stops_gunicorn_by_name():
+    env = {**os.environ, "TRIAGE_API_OPNE": "true", "TRIAGE_CDS_AUTH_DISABLED": "maybe"}
+    done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "TRIAGE_API_OPNE: not a setting of this service" in done.stderr
+    assert "TRIAGE_CDS_AUTH_DISABLED: Not a boolean" in done.stderr
+
+
+def test_a_negative_port_stops_gunicorn_by_name():
+    env = {**os.environ, "PORT": "-1"}
+    env.pop("BIND", None)
+    done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "PORT: Must be greater than or equal to 1 and less than or equal to 65535." in done.stderr

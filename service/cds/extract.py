@@ -16,6 +16,10 @@ from service.cds.mapping import Entry, Mapping, Token
 from service.engine.model import Finding
 
 USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
+# A record dated after now by more than this is not used: it cannot be the latest truth about the patient,
+# and a later-dated normal record would otherwise supersede a red flag recorded today. The allowance is
+# for clocks of the EHR and of this service that differ a little.
+FUTURE_SKEW = timedelta(minutes=5)
 ACTIVE_CONDITION = frozenset({"active", "recurrence", "relapse"})
 NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
 SEXES = {"male": "male", "female": "female", "other": "other", "unknown": "unknown"}
@@ -176,6 +180,8 @@ def _observation(
     when = _observation_time(obs)
     if when is not None and when < now - max_age:
         return Note(ref, label, f"recorded more than {max_age.days} days ago; not used")
+    if when is not None and when > now + FUTURE_SKEW:
+        return Note(ref, label, "dated in the future; not used")
     if "dataAbsentReason" in obs and not any(k.startswith("value") for k in obs):
         return Note(ref, label, "recorded without a value; the finding stays unknown")
     value, problem = _read_value(entry, obs)

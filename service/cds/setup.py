@@ -38,14 +38,14 @@ def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> CdsState:
     if not config["CDS_AUTH_DISABLED"]:
         verifier = TokenVerifier(
             issuers,
-            leeway=int(config["CDS_JWT_LEEWAY_SECONDS"]),
-            max_lifetime=int(config["CDS_JWT_MAX_LIFETIME_SECONDS"]),
-            jwks_ttl=int(config["CDS_JWKS_CACHE_SECONDS"]),
+            leeway=config["CDS_JWT_LEEWAY_SECONDS"],
+            max_lifetime=config["CDS_JWT_MAX_LIFETIME_SECONDS"],
+            jwks_ttl=config["CDS_JWKS_CACHE_SECONDS"],
         )
     reader = FhirReader(
         as_list(config["CDS_FHIR_HOSTS"]),
-        allow_http=bool(config["CDS_FHIR_ALLOW_HTTP"]),
-        timeout=float(config["CDS_FHIR_TIMEOUT_SECONDS"]),
+        allow_http=config["CDS_FHIR_ALLOW_HTTP"],
+        timeout=config["CDS_FHIR_TIMEOUT_SECONDS"],
     )
-    max_age = timedelta(days=int(config["CDS_MAX_OBSERVATION_AGE_DAYS"]))
+    max_age = timedelta(days=config["CDS_MAX_OBSERVATION_AGE_DAYS"])
     return CdsState(mapping, verifier, reader, max_age, len(issuers))
