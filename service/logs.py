@@ -71,7 +71,7 @@ def configure_logging(level: str = "INFO") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(number)  # the number: stdlib knows no lower-case level names
     logging.getLogger("werkzeug").setLevel("WARNING")
     # urllib3 logs request lines (FHIR paths and queries name the patient) at DEBUG.
     logging.getLogger("urllib3").setLevel("WARNING")

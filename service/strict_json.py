@@ -7,6 +7,7 @@ JSON only through parse_strict_json. Plain Python: no Flask.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NoReturn
 
 
@@ -27,6 +28,13 @@ def _reject_constant(name: str) -> NoReturn:
     raise InvalidJSON("NaN and Infinity are not JSON")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 would otherwise be read as infinity
+        raise InvalidJSON("number out of range")
+    return number
+
+
 def parse_strict_json(raw: bytes) -> Any:
     if not raw.strip():
         raise InvalidJSON("empty body")
@@ -35,7 +43,9 @@ def parse_strict_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJSON("body is not valid UTF-8") from exc
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        data = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except RecursionError as exc:
         raise InvalidJSON("nesting too deep") from exc
     except InvalidJSON:
@@ -44,3 +54,9 @@ def parse_strict_json(raw: bytes) -> Any:
         raise InvalidJSON("malformed JSON") from exc
     except ValueError as exc:  # json raises a bare ValueError for integers over 4300 digits
         raise InvalidJSON("number too long") from exc
+    if "\\u" in text:  # only an escape can make an unpaired surrogate, which no answer could then encode
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidJSON("unpaired surrogate: not valid Unicode") from exc
+    return data

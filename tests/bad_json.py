@@ -20,6 +20,11 @@ BAD_JSON = [
     pytest.param(b'{"findings": {}, "findings": {"bladder": "retention"}}', "duplicate", id="duplicate-top-level"),
     pytest.param(b'{"findings": {"bladder": "retention", "bladder": "normal"}}', "duplicate", id="duplicate-nested"),
     pytest.param(b'{"findings": {"pain": {"severity": 1' + b"0" * 5000 + b"}}}", "number too long", id="int-5000"),
+    # issue 20: an escaped unpaired surrogate, as a key or a value, gave a 500 when the answer was encoded
+    pytest.param(b'{"findings": {"\\udfff": 1}}', "unpaired surrogate", id="lone-surrogate-key"),
+    pytest.param(b'{"cases": [{"findings": {"bladder": "\\ud800"}}]}', "unpaired surrogate", id="lone-surrogate-value"),
+    # issue 20: a float literal too large for a double was read as infinity
+    pytest.param(b'{"findings": {"pain": {"severity": 1e400}}}', "number out of range", id="float-1e400"),
     pytest.param(b"", "empty body", id="empty"),
     pytest.param(b" \r\n\t ", "empty body", id="whitespace"),
     pytest.param(b'{"findings": {"bladder": "retention"}} trailing', "malformed JSON", id="trailing-garbage"),

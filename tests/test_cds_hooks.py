@@ -516,8 +516,10 @@ def test_a_body_that_is_not_json_is_415(cds):
 
 
 def test_an_unknown_service_is_404(cds):
-    [issue] = issues(cds.post("/cds-services/other-service", json=BASE_CALL), 404)
+    response = cds.post("/cds-services/other-service", json=BASE_CALL)
+    [issue] = issues(response, 404)
     assert issue["code"] == "not-found"
+    assert "other-service" not in response.get_data(as_text=True)  # issue 20: the id sent is never echoed
 
 
 def test_get_on_the_service_url_is_405(cds):
@@ -530,7 +532,8 @@ def test_get_on_the_service_url_is_405(cds):
 # === 5. reading FHIR safely =======================================================================
 def test_an_observation_about_another_patient_is_422_and_nothing_is_evaluated(cds, logs):
     call = prefetched([bladder("normal", 0), about(bladder("retention", 1), "someone-else")], None)
-    issues(cds.post(SERVICE_URL, json=call), 422)
+    [issue] = issues(cds.post(SERVICE_URL, json=call), 422)
+    assert issue["expression"] == ["Observation.subject"]  # issue 20: the field is named, not its value
     assert events(logs, "cds_decision") == []
 
 
@@ -545,7 +548,8 @@ def test_an_unmapped_observation_about_another_patient_is_422_too(cds, logs):
 def test_a_patient_resource_with_another_id_is_422(cds, logs):
     call = prefetched([bladder("retention", 0)], None)
     call["prefetch"]["patient"] = patient(id="someone-else")
-    issues(cds.post(SERVICE_URL, json=call), 422)
+    [issue] = issues(cds.post(SERVICE_URL, json=call), 422)
+    assert issue["expression"] == ["Patient.id"]
     assert events(logs, "cds_decision") == []
 
 

@@ -338,6 +338,9 @@ def test_iat_in_the_future(verifier: TokenVerifier, clock: Clock) -> None:
         {"exp": "9999999999"},
         {"iat": True},
         {"nbf": "soon"},
+        {"exp": float("nan")},  # issue 20: NaN never compared as expired
+        {"iat": float("nan")},  # issue 20: NaN slipped past the lifetime cap
+        {"exp": float("inf")},
     ],
     ids=lambda c: ",".join(f"{k}={v!r}" for k, v in c.items()),
 )

@@ -254,13 +254,12 @@ def test_chunked_body_within_the_limit_is_read_whole(server):
 
 
 # --- 3. well-formed JSON that does not match the schema (422) ------------------------------------
+# (An unpaired surrogate and 1e400 are refused as JSON since issue 20: tests/bad_json.py, 400.)
 SCHEMA_ERRORS = [
     pytest.param(TRIAGE, b"[" + b"0," * 30_000 + b"0]", "(body)", id="v1-array-body-within-64-kib"),
     pytest.param(TRIAGE, b'{"findings": [' + b"0," * 30_000 + b"0]}", "findings", id="v1-findings-array"),
     pytest.param(TRIAGE, b'{"findings": {"bladder": "' + b"a" * 60 * KIB + b'"}}', "findings.bladder", id="v1-60-kib"),
-    pytest.param(TRIAGE, b'{"findings": {"\\ud800": 1}}', "findings.\ud800", id="v1-lone-surrogate-key"),
     pytest.param(TRIAGE, b'{"findings": {"bladder": "\\u0000"}}', "findings.bladder", id="v1-nul-in-string"),
-    pytest.param(TRIAGE, b'{"findings": {"pain": {"severity": 1e400}}}', "findings.pain.severity", id="v1-1e400"),
     pytest.param(CDS_SERVICE, b"[" + b"0," * 999_999 + b"0]", "(body)", id="cds-million-element-array"),
     pytest.param(CDS_SERVICE, b'{"hook": "' + b"a" * KIB * KIB + b'"}', "hook", id="cds-1-mib-string"),
     pytest.param(CDS_SERVICE, b"{}", "hook", id="cds-empty-object"),

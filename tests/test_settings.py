@@ -3,11 +3,17 @@ factory and deploy/gunicorn.conf.py. A spelling of "false" is false; anything un
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from service import create_app
 from service.settings import SettingsError, from_environment
 
+ROOT = Path(__file__).resolve().parents[1]
 FALSE_SPELLINGS = ["false", "False", "FALSE", "0", "no", "No", "off", "OFF", " off "]
 TRUE_SPELLINGS = ["true", "True", "1", "yes", "YES", "on", "On"]
 
@@ -67,3 +73,12 @@ def test_a_secret_is_never_echoed(monkeypatch):
     with pytest.raises(SettingsError) as info:
         from_environment()
     assert "hunter2" not in str(info.value)
+
+
+def test_a_lower_case_log_level_starts_the_app():
+    """Issue 20: LOG_LEVEL=warning (as gunicorn spells levels) crashed the app factory with a traceback."""
+    code = "from service import create_app; create_app({'TESTING': True}); print('started')"
+    env = {**os.environ, "LOG_LEVEL": "warning"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip().endswith("started")

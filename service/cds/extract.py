@@ -28,7 +28,12 @@ _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class WrongPatient(Exception):
-    """A resource is about another patient than the hook's context: nothing is evaluated."""
+    """A resource is about another patient than the hook's context: nothing is evaluated. `expression`
+    is the FHIRPath of the element that says so (the resource type and field, never its values)."""
+
+    def __init__(self, expression: str):
+        super().__init__(expression)
+        self.expression = expression
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,8 @@ def _check_subject(resource: dict[str, Any], patient_id: str) -> bool:
     parts = ref.split("/_history/")[0].rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id:
         return True
-    raise WrongPatient()
+    kind = resource.get("resourceType")
+    raise WrongPatient(f"{kind if kind in ('Observation', 'Condition') else 'Resource'}.subject")
 
 
 def parse_instant(text: Any) -> datetime | None:
@@ -295,7 +301,7 @@ def _set(findings: dict[str, Any], path: str, value: Any) -> None:
 
 def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extraction) -> None:
     if patient.get("id") not in (None, patient_id):
-        raise WrongPatient()
+        raise WrongPatient("Patient.id")
     info: dict[str, Any] = {}
     sex = SEXES.get(patient.get("gender"))  # type: ignore[arg-type]
     if sex:

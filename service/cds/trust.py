@@ -23,6 +23,7 @@ import heapq
 import ipaddress
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -531,7 +532,8 @@ def _usable_key(candidates: list[dict[str, Any]], alg: str) -> jwt.PyJWK:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # NaN compares false with everything, so an `exp: NaN` would never expire: only finite numbers count.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _read_jwks_file(path: str) -> dict[str, list[dict[str, Any]]]:

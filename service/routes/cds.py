@@ -67,7 +67,7 @@ def _reply(body: dict[str, Any], status: int = 200, headers: dict[str, str] | No
 
 def _known(service_id: str) -> None:
     if service_id != SERVICE_ID:
-        flask.abort(404, description=f"No CDS service with id {service_id!r} here; see /cds-services.")
+        flask.abort(404, description="No CDS service with that id here; see /cds-services.")  # never echoed
 
 
 @blp.route("/cds-services", methods=["GET"])
@@ -109,9 +109,9 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
         return _reply(operation_outcome("processing", diagnostics, [f"prefetch.{exc.key}"]), 412)
     except InvalidPrefetch as exc:
         return _reply(operation_outcome("invalid", exc.message, [f"prefetch.{exc.key}"]), 422)
-    except WrongPatient:
+    except WrongPatient as exc:
         message = "Prefetched or fetched data names another patient than context.patientId; nothing was evaluated."
-        return _reply(operation_outcome("invalid", message), 422)
+        return _reply(operation_outcome("invalid", message, [exc.expression]), 422)
     log.info("cds_decision", hook=call["hook"], cards=len(answer.body["cards"]), mapping_sha256=state.mapping.sha256)
     if answer.result is not None and answer.request is not None:
         audit_decision("cds", answer.request, answer.result, flask.current_app.config["AUDIT_HASH_KEY"])
