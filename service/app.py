@@ -10,7 +10,7 @@ import yaml
 from service.cds.setup import as_list, build_cds
 from service.config import DefaultConfig
 from service.engine.model import KnowledgeBase
-from service.guard import init_access
+from service.guard import SECURITY_SCHEMES, AccessDocs, init_access
 from service.knowledge import load_knowledge
 from service.knowledge.texts import verify_texts
 from service.logs import configure_logging, init_request_logging, log
@@ -44,6 +44,11 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     init_metrics(app)
     _init_cds(app, kb)
     api = ProblemApi(app)
+    for name, scheme in SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, scheme)
+    docs_access = AccessDocs()
+    docs_access.init_spec(api.spec)
+    api.spec.plugins.append(docs_access)  # before the blueprints: it documents each path as it is added
     api.spec.components.security_scheme(
         "cdsClientJwt",
         {

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import flask
+from apispec import BasePlugin
 from flask_cors import CORS
 from flask_smorest import abort
 
@@ -42,6 +46,42 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/cds-services/<service_id>": "cds",
     "/cds-services/<service_id>/feedback": "cds",
 }
+
+
+# How /v1 is authenticated, as the OpenAPI document declares it (AccessDocs).
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key (TRIAGE_API_KEYS_FILE).",
+    },
+    "bearerJwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A bearer JWT from a trusted issuer (TRIAGE_API_JWT_TRUST_FILE), ES384 or RS384.",
+    },
+}
+
+
+class AccessDocs(BasePlugin):
+    """Documents each operation's access from ROUTE_SCOPES: the schemes and scope of a protected one
+    with its 401 and 403 problems, `security: []` for an open one. CDS Hooks routes document their own."""
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        route = re.sub(r"\{(\w+)\}", r"<\1>", path or "")
+        scope = ROUTE_SCOPES.get(route, "knowledge")
+        for operation in (operations or {}).values():
+            if scope is None:
+                operation["security"] = []
+            elif scope in ("triage", "knowledge"):
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+                note = f"Needs the `{scope}` scope (an API key or a bearer JWT that carries it)."
+                operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{note}".lstrip()
+                operation.setdefault("responses", {})
+                operation["responses"].setdefault("401", "UNAUTHORIZED")
+                operation["responses"].setdefault("403", "FORBIDDEN")
 
 
 def build_policy(config: flask.Config) -> AccessPolicy:

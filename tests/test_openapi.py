@@ -130,3 +130,20 @@ def test_cds_hooks_errors_are_documented_as_operation_outcomes(committed):
         for status, response in errors.items():
             schema = resolve(committed, response)["content"]["application/json"]["schema"]
             assert resolve(committed, schema)["properties"]["resourceType"]["enum"] == ["OperationOutcome"], status
+
+
+def test_v1_security_is_declared_per_operation(committed):
+    """Issue 20: Swagger UI's Authorize button and every generated SDK know how /v1 is authenticated."""
+    schemes = committed["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert (schemes["bearerJwt"]["type"], schemes["bearerJwt"]["scheme"]) == ("http", "bearer")
+    for path, ops in committed["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters":
+                continue
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"apiKey": []}, {"bearerJwt": []}], (path, method)
+                assert {"401", "403"} <= set(op["responses"]), (path, method)
+                assert "scope" in op["description"], (path, method)
+            elif path in ("/livez", "/readyz"):
+                assert op["security"] == [], path

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from schemas.examples import TRIAGE_REQUEST
+from service.access import key_hash
 from tests.live import Replica, running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +33,17 @@ TIMEOUT = 300  # each generator run, in seconds
 MISSPELT = {"findings": {"bladdr": "retention"}}
 # Valid for both generators' models (they do not carry the schema's cross-field rule): the server's 422.
 CONTRADICTION = {"findings": {"sensation": {"status": "normal", "areas": ["groin"]}}}
+API_KEY = "sdk-test-key-4c1f7a9e"  # the one key the server below accepts (triage and knowledge scopes)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    with running(tmp_path_factory.mktemp("sdk"), {"WEB_CONCURRENCY": "1"}) as replica:
+    """A live gunicorn with /v1 closed: the SDKs authenticate as the OpenAPI document declares."""
+    folder = tmp_path_factory.mktemp("sdk")
+    keys = folder / "keys.yaml"
+    keys.write_text(f"keys:\n  - id: sdk\n    sha256: {key_hash(API_KEY)}\n    scopes: [triage, knowledge]\n")
+    settings = {"WEB_CONCURRENCY": "1", "TRIAGE_API_OPEN": "false", "TRIAGE_API_KEYS_FILE": str(keys)}
+    with running(folder, settings) as replica:
         yield replica
 
 
@@ -68,11 +75,16 @@ def test_openapi_python_client(server, tmp_path, isolated_imports):
         tmp_path,
     )  # fmt: skip
     imported("triage_client", tmp_path)
-    from triage_client import Client
+    from triage_client import AuthenticatedClient, Client
     from triage_client.api.triage import triage
     from triage_client.models import Findings, FindingsBladder, Problem, TriageRequest, TriageResponse
 
-    client = Client(base_url=server.url)
+    # Without a credential: the 401 the document declares, typed as a Problem.
+    anonymous = Client(base_url=server.url)
+    refused = triage.sync(client=anonymous, body=TriageRequest.from_dict(TRIAGE_REQUEST))
+    anonymous.get_httpx_client().close()
+    assert isinstance(refused, Problem) and refused.status == 401
+    client = AuthenticatedClient(base_url=server.url, token=API_KEY, prefix="", auth_header_name="X-API-Key")
     # The README's snippet: a request built by attribute, where a misspelt finding is a TypeError.
     snippet = triage.sync(client=client, body=TriageRequest(findings=Findings(bladder=FindingsBladder.RETENTION)))
     answer = triage.sync(client=client, body=TriageRequest.from_dict(TRIAGE_REQUEST))
@@ -100,7 +112,12 @@ def test_openapi_generator_cli(server, tmp_path, isolated_imports):
         tmp_path,
     )  # fmt: skip
     sdk = imported("triage_sdk", tmp_path / "sdk")
-    api = sdk.TriageApi(sdk.ApiClient(sdk.Configuration(host=server.url)))
+    anonymous = sdk.TriageApi(sdk.ApiClient(sdk.Configuration(host=server.url)))
+    with pytest.raises(sdk.ApiException) as unauthenticated:  # the declared 401, typed as a Problem
+        anonymous.triage(sdk.TriageRequest.from_dict(TRIAGE_REQUEST))
+    assert unauthenticated.value.status == 401 and isinstance(unauthenticated.value.data, sdk.Problem)
+    anonymous.api_client.rest_client.pool_manager.clear()
+    api = sdk.TriageApi(sdk.ApiClient(sdk.Configuration(host=server.url, api_key={"apiKey": API_KEY})))
 
     answer = api.triage(sdk.TriageRequest.from_dict(TRIAGE_REQUEST))
     assert isinstance(answer, sdk.TriageResponse)
