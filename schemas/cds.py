@@ -116,7 +116,13 @@ class CdsRequest(StrictSchema):
     hook = fields.String(required=True, validate=validate.OneOf(HOOKS))
     hookInstance = _text(128, required=True, metadata={"description": "UUID of this hook call."})
     fhirServer = fields.Url(
-        schemes={"http", "https"}, require_tld=False, metadata={"description": "Base URL of the EHR's FHIR server."}
+        schemes={"http", "https"},
+        require_tld=False,
+        # Documented as the service checks it: an http(s) URL, never "" (a bare `format: url` allowed it).
+        metadata={
+            "description": "Base URL of the EHR's FHIR server.",
+            "pattern": "^[hH][tT][tT][pP][sS]?://\\S",  # rules out "" and other schemes; the check is stricter
+        },
     )
     fhirAuthorization = fields.Nested(FhirAuthorization)
     context = fields.Dict(required=True, metadata={"description": "Hook context (patient-view or order-select)."})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,11 @@ def test_v1_security_is_declared_per_operation(committed):
                 assert "scope" in op["description"], (path, method)
             elif path in ("/livez", "/readyz"):
                 assert op["security"] == [], path
+
+
+def test_fhir_server_is_documented_as_the_service_checks_it(committed):
+    """Issue 20: `format: url` let "" through the document while the service refused it."""
+    prop = committed["components"]["schemas"]["CdsRequest"]["properties"]["fhirServer"]
+    assert prop["format"] == "url"
+    assert re.match(prop["pattern"], "https://fhir.hospital.example/r4")
+    assert not re.match(prop["pattern"], "") and not re.match(prop["pattern"], "ftp://fhir.example")

@@ -39,7 +39,8 @@ def _spec_as_served() -> dict[str, Any]:
 
 
 # fhirServer is `format: url` (apispec's name for marshmallow's Url field, http/https only), a format
-# schemathesis does not know: without this it sends arbitrary strings such as "" as valid URLs. Hosts
+# schemathesis does not know: without this it sends arbitrary strings as valid URLs (the document's own
+# pattern and minLength now rule out "", issue 20). Hosts
 # with a top-level label of 2+ characters or no dot, as marshmallow's URL validator requires.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,12}[a-z0-9])?"
 schemathesis.openapi.format(
