@@ -112,6 +112,11 @@ def _beyond_loopback_problem() -> str | None:
         return "TRIAGE_API_OPEN opens /v1 to everyone, whatever credentials are configured"
     if SETTINGS.get("CDS_AUTH_DISABLED"):
         return "TRIAGE_CDS_AUTH_DISABLED turns off the CDS Hooks JWT check"
+    if SETTINGS.get("CDS_TRUST_FILE") and not SETTINGS.get("PUBLIC_BASE_URL"):
+        return (
+            "TRIAGE_CDS_TRUST_FILE needs TRIAGE_PUBLIC_BASE_URL "
+            "(else token audiences and card links follow the Host header)"
+        )
     return None
 
 

@@ -197,6 +197,23 @@ def test_an_open_mode_beyond_loopback_refuses_to_start_even_with_credentials(tmp
         assert "refusing to start" in done.stderr and next(iter(setting)) in done.stderr
 
 
+def test_a_cds_trust_file_without_a_public_base_url_refuses_a_non_loopback_bind(tmp_path):
+    """Issue 20 item 8: without TRIAGE_PUBLIC_BASE_URL a token minted for another host was accepted when
+    the request carried that Host, and card links pointed there."""
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - id: ops-1\n    sha256: {key_hash('s3cret-key-1')}\n    scopes: [triage]\n")
+    env = {
+        **os.environ,
+        "BIND": f"0.0.0.0:{free_port()}",
+        "TRIAGE_API_KEYS_FILE": str(keys),
+        "TRIAGE_CDS_TRUST_FILE": str(ROOT / "deploy" / "cds-trust.example.yaml"),
+    }
+    env.pop("TRIAGE_PUBLIC_BASE_URL", None)
+    done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refusing to start" in done.stderr and "TRIAGE_PUBLIC_BASE_URL" in done.stderr
+
+
 def test_a_misspelt_or_malformed_setting_stops_gunicorn_by_name():
     env = {**os.environ, "TRIAGE_API_OPNE": "true", "TRIAGE_CDS_AUTH_DISABLED": "maybe"}
     done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
