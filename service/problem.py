@@ -15,6 +15,7 @@ from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask_smorest.utils import prepare_response
+from gunicorn.http.errors import ParseException
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnprocessableEntity
 
@@ -187,7 +188,10 @@ def _field_errors(messages: dict[str, Any]) -> list[dict[str, str]]:
 
 def read_whole_body(req: flask.Request) -> bytes:
     """The body as sent, or an error: werkzeug under gunicorn (wsgi.input_terminated) returns a cut body silently."""
-    raw = req.get_data(cache=True)
+    try:
+        raw = req.get_data(cache=True)
+    except ParseException as exc:  # gunicorn reads a chunked body lazily: a bad chunk surfaces here
+        raise InvalidJSON("malformed chunked encoding") from exc
     declared, limit = req.content_length, req.max_content_length
     if declared is None and limit is not None and len(raw) >= limit and req.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge()  # chunked body over the limit: werkzeug stops reading at the limit

@@ -438,3 +438,10 @@ def test_no_worker_died_and_nothing_was_logged_as_an_error(server, startup_worke
     errors = [e for e in events if e.get("level") in ("error", "critical")]
     assert not errors, errors[:5]
     assert "Traceback" not in server.log_text()
+
+
+def test_a_malformed_chunked_body_is_a_400_problem(server):
+    """Issue 20 item 10: a chunk size that is not hexadecimal made the body read raise inside the app (500)."""
+    head = _raw(f"POST {TRIAGE} HTTP/1.1", f"Content-Type: {JSON}\r\nTransfer-Encoding: chunked\r\n")
+    reply = exchange(server.port, head + b"zz\r\n{}\r\n0\r\n\r\n", method="POST")
+    assert_problem(reply, 400, "Invalid JSON body")
