@@ -32,10 +32,10 @@ run: $(STAMP)
 		TRIAGE_API_OPEN=$${TRIAGE_API_OPEN:-$$([ -z "$$TRIAGE_API_KEYS_FILE$$TRIAGE_API_JWT_TRUST_FILE" ] && echo true || echo false)} \
 		exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'service:create_app()'
 
-# The live-server tests need nginx, the benchmark smoke test wrk (installed here when missing and
+# The live-server tests need nginx and redis-server, the benchmark smoke test wrk (installed here when missing and
 # possible, else the exact command is printed).
 test: $(STAMP)
-	bash tools/ensure-debian-packages.sh nginx wrk chromium dot
+	bash tools/ensure-debian-packages.sh nginx wrk chromium dot redis-server
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest

@@ -91,6 +91,15 @@ if _own_metrics_dir:
         prefix="legraise-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
     )
 
+# The CDS JWT replay store every worker shares (service/cds/replay.py): Redis when configured (needed
+# for more than one replica), else one SQLite file in a fresh directory of this server's own.
+_own_replay_dir = None
+if not SETTINGS.get("REPLAY_STORE"):
+    _own_replay_dir = tempfile.mkdtemp(
+        prefix="legraise-replay-", dir=os.path.dirname(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    )
+    os.environ["TRIAGE_REPLAY_STORE"] = f"sqlite://{_own_replay_dir}/replay.sqlite3"
+
 
 def _is_local(address: str) -> bool:
     if address.startswith(("unix:", "fd://")):
@@ -151,3 +160,5 @@ def child_exit(server, worker):
 def on_exit(server):
     if _own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    if _own_replay_dir:
+        shutil.rmtree(_own_replay_dir, ignore_errors=True)

@@ -36,6 +36,10 @@ class DefaultConfig:
     CDS_JWT_LEEWAY_SECONDS = 30
     CDS_JWT_MAX_LIFETIME_SECONDS = 3600
     CDS_JWKS_CACHE_SECONDS = 300
+    # Where accepted CDS client JWT ids are remembered so that a replay is refused by every worker and
+    # replica: redis://host:6379/0 (or rediss://) for more than one replica, sqlite:///<path> for one
+    # host. Empty: gunicorn.conf.py makes an SQLite file its workers share (one process: its memory).
+    REPLAY_STORE = ""
     CDS_FHIR_HOSTS = ""  # FHIR servers the service may read from: "host[:port]" list (comma-separated)
     CDS_FHIR_ALLOW_HTTP = False  # plain http to those hosts: loopback tests and local development only
     CDS_FHIR_TIMEOUT_SECONDS = 2.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import os
 import re
 import sys
 import time
@@ -237,6 +238,7 @@ def _finish_request(response: flask.Response) -> flask.Response:
         route=route_template(rule.rule) if rule else None,
         status=response.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+        pid=os.getpid(),  # which gunicorn worker served it
     )
     return response
 

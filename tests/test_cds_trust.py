@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 import pytest
 
+from service.cds.replay import ReplayStoreUnavailable
 from service.cds.trust import (
     MAX_JWKS_BYTES,
     MIN_REFETCH_INTERVAL,
@@ -371,19 +372,14 @@ def test_refused_token_is_not_remembered(verifier: TokenVerifier, clock: Clock) 
     verifier.verify(f"Bearer {token(clock=clock, jti='j-1')}", AUD)
 
 
-def test_replay_entries_expire_and_cache_fails_closed(server: JwksServer, clock: Clock) -> None:
-    verifier = TokenVerifier([Issuer(ISS, jwks_url=server.url("/jwks"))], clock=clock, max_replay_entries=2)
-    verifier.verify(f"Bearer {token(clock=clock, lifetime=60)}", AUD)
-    verifier.verify(f"Bearer {token(clock=clock, lifetime=120)}", AUD)
-    assert rejected(verifier, f"Bearer {token(clock=clock)}") == "replay_cache_full"
+def test_replay_store_that_cannot_answer_refuses_the_token(server: JwksServer, clock: Clock) -> None:
+    class Down:
+        def first_use(self, iss: str, jti: str, forget_at: float, now: float) -> bool:
+            raise ReplayStoreUnavailable("ConnectionError")
 
-    clock.now += 60 + 30  # the first entry is forgotten at exp + leeway
-    verifier.verify(f"Bearer {token(clock=clock, lifetime=60)}", AUD)
-    assert rejected(verifier, f"Bearer {token(clock=clock)}") == "replay_cache_full"
-
-    clock.now += 60 + 30  # both remaining entries are gone
-    verifier.verify(f"Bearer {token(clock=clock)}", AUD)
-    verifier.verify(f"Bearer {token(clock=clock)}", AUD)
+    verifier = TokenVerifier([Issuer(ISS, jwks_url=server.url("/jwks"))], clock=clock, replay_store=Down())
+    with pytest.raises(ReplayStoreUnavailable):
+        verifier.verify(f"Bearer {token(clock=clock)}", AUD)
 
 
 def test_replayed_jti_accepted_again_after_expiry(verifier: TokenVerifier, clock: Clock) -> None:

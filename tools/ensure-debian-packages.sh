@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the commands the live-server tests need are installed (Debian/Ubuntu).
 #
-#   tools/ensure-debian-packages.sh nginx [wrk] [chromium] [dot]
+#   tools/ensure-debian-packages.sh nginx [wrk] [chromium] [dot] [redis-server]
 #
 # For each COMMAND that is not found (on PATH or in /usr/sbin, /sbin, /usr/local/sbin), install its
 # Debian package with `apt-get install -y --no-install-recommends` when running as root or with
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 COMMAND... (known: nginx wrk chromium dot)" >&2
+    echo "usage: $0 COMMAND... (known: nginx wrk chromium dot redis-server)" >&2
     exit 2
 }
 
@@ -24,6 +24,7 @@ packages_for() {
         wrk) echo "wrk" ;;
         chromium) echo "chromium" ;;
         dot) echo "graphviz" ;;
+        redis-server) echo "redis-server" ;;
         *) return 1 ;;
     esac
 }

@@ -9,6 +9,7 @@ from typing import Any
 from service.cds.fhir_out import OWN_SYSTEM
 from service.cds.fhir_reader import FhirReader
 from service.cds.mapping import Mapping, MappingError, load_mapping
+from service.cds.replay import open_store
 from service.cds.trust import TokenVerifier, load_trust_file
 from service.engine.model import KnowledgeBase
 
@@ -41,6 +42,7 @@ def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> CdsState:
             leeway=config["CDS_JWT_LEEWAY_SECONDS"],
             max_lifetime=config["CDS_JWT_MAX_LIFETIME_SECONDS"],
             jwks_ttl=config["CDS_JWKS_CACHE_SECONDS"],
+            replay_store=open_store(config["REPLAY_STORE"]),
         )
     reader = FhirReader(
         as_list(config["CDS_FHIR_HOSTS"]),

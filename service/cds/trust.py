@@ -8,9 +8,9 @@ or from a local file.
 Plain Python on purpose (no web framework): the HTTP layer turns `TokenRejected` into a 401.
 
 Limits worth knowing:
-- The replay cache (issuer, jti) lives in process memory. Every gunicorn worker and every replica
-  keeps its own, so a token replayed against another worker or replica is not detected. Short token
-  lifetimes (`max_lifetime`) bound the exposure; a shared store would be needed to close it.
+- Accepted (issuer, jti) pairs are remembered in a replay store (`service/cds/replay.py`) shared by
+  every worker, and by every replica when it is Redis, until the token expires. A store that cannot
+  answer refuses the call (`ReplayStoreUnavailable`), it never lets a token through.
 - JWK Sets fetched over the network are cached per URL for `jwks_ttl` seconds and a URL is fetched
   at most once every `MIN_REFETCH_INTERVAL` seconds, so an unknown `kid` or a dead JWKS endpoint
   cannot turn every request into an outbound call.
@@ -19,7 +19,6 @@ Limits worth knowing:
 from __future__ import annotations
 
 import functools
-import heapq
 import ipaddress
 import json
 import logging
@@ -38,6 +37,8 @@ import jwt.exceptions
 import requests
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from service.cds.replay import ReplayStore, SqliteReplayStore
 
 __all__ = [
     "ALGORITHMS",
@@ -75,7 +76,6 @@ REASONS = frozenset(
         "claims",  # a required claim is missing or has the wrong type
         "replay",  # this (iss, jti) was already accepted and has not expired yet
         "jwks_unavailable",  # the issuer's JWK Set could not be fetched and none is cached
-        "replay_cache_full",  # too many live tokens remembered: fail closed
     }
 )
 
@@ -285,12 +285,11 @@ class TokenVerifier:
 
     leeway: clock skew allowed on exp/iat/nbf, seconds. max_lifetime: largest accepted exp - iat.
     jwks_ttl: how long a fetched JWK Set is used before fetching it again. fetch_timeout: per fetch.
-    max_replay_entries: live (iss, jti) entries kept; beyond that new tokens are refused (fail closed).
+    replay_store: where accepted (iss, jti) pairs are remembered until exp + leeway (default: this
+    process's memory); when it cannot answer, verify raises ReplayStoreUnavailable (fail closed).
     clock: seconds since the epoch (injectable for tests). fetch_jwks: ``url -> JWK Set dict`` used for
     every network fetch (default: `download_jwks` with `fetch_timeout`); any exception it raises counts as
     the set being unavailable. Local jwks_file sets are read here; a bad one raises ValueError.
-
-    The replay cache is per process: each gunicorn worker and each replica keeps its own.
     """
 
     def __init__(
@@ -301,23 +300,22 @@ class TokenVerifier:
         max_lifetime: int = 3600,
         jwks_ttl: int = 300,
         fetch_timeout: float = 2.0,
-        max_replay_entries: int = 500_000,
         refuse_replay: bool = True,
+        replay_store: ReplayStore | None = None,
         clock: Callable[[], float] = time.time,
         fetch_jwks: Callable[[str], dict[str, Any]] | None = None,
     ):
         issuers = list(issuers)
         if problems := _issuer_problems((f"issuers[{i}]", issuer) for i, issuer in enumerate(issuers)):
             raise ValueError("issuers: " + "; ".join(problems))
-        if leeway < 0 or max_lifetime <= 0 or jwks_ttl < 0 or fetch_timeout <= 0 or max_replay_entries <= 0:
-            raise ValueError("leeway and jwks_ttl must be >= 0; max_lifetime, fetch_timeout, max_replay_entries > 0")
+        if leeway < 0 or max_lifetime <= 0 or jwks_ttl < 0 or fetch_timeout <= 0:
+            raise ValueError("leeway and jwks_ttl must be >= 0; max_lifetime and fetch_timeout > 0")
         self._issuers = {issuer.iss: issuer for issuer in issuers}
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         self._jwks_ttl = jwks_ttl
-        self._max_replay = max_replay_entries
         # CDS Hooks tokens are one per call; API access tokens are reused for their lifetime.
-        self._refuse_replay = refuse_replay
+        self._replay = (replay_store or SqliteReplayStore(":memory:")) if refuse_replay else None
         self._clock = clock
         self._fetch = fetch_jwks or functools.partial(download_jwks, timeout=fetch_timeout)
 
@@ -331,10 +329,6 @@ class TokenVerifier:
         self._file_keys = {
             issuer.iss: _read_jwks_file(issuer.jwks_file) for issuer in issuers if issuer.jwks_file is not None
         }
-
-        self._replay_lock = threading.Lock()
-        self._seen: dict[tuple[str, str], float] = {}  # (iss, jti) -> forget after this time
-        self._expiry_heap: list[tuple[float, tuple[str, str]]] = []  # same entries, soonest expiry first
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """Check the raw Authorization header for a call to `audience` (the endpoint's absolute URL).
@@ -373,8 +367,9 @@ class TokenVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenRejected("claims")
-        if self._refuse_replay:
-            self._remember(iss, jti, exp + self._leeway)
+        # Last, so a refused token is never remembered; no entry outlives max_lifetime + 2 * leeway.
+        if self._replay is not None and not self._replay.first_use(iss, jti, exp + self._leeway, self._clock()):
+            raise TokenRejected("replay")
         return claims
 
     # -- keys --
@@ -478,27 +473,9 @@ class TokenVerifier:
             raise TokenRejected("iat")
         if exp <= iat:
             raise TokenRejected("claims")
-        # Also what keeps the replay cache bounded: no entry outlives max_lifetime + 2 * leeway.
         if exp - iat > self._max_lifetime:
             raise TokenRejected("lifetime")
         return exp
-
-    # -- replay --
-
-    def _remember(self, iss: str, jti: str, forget_at: float) -> None:
-        entry = (iss, jti)
-        with self._replay_lock:
-            now = self._clock()
-            heap = self._expiry_heap
-            while heap and heap[0][0] <= now:
-                _, old = heapq.heappop(heap)
-                del self._seen[old]
-            if entry in self._seen:
-                raise TokenRejected("replay")
-            if len(self._seen) >= self._max_replay:
-                raise TokenRejected("replay_cache_full")
-            self._seen[entry] = forget_at
-            heapq.heappush(heap, (forget_at, entry))
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -17,6 +17,7 @@ from service.audit import audit_decision
 from service.cds.extract import WrongPatient
 from service.cds.fhir_out import operation_outcome
 from service.cds.prefetch import DataUnavailable, InvalidPrefetch
+from service.cds.replay import ReplayStoreUnavailable
 from service.cds.services import SERVICE_ID, Settings, answer_hook, discovery
 from service.cds.setup import CdsState
 from service.cds.trust import TokenRejected
@@ -26,6 +27,9 @@ from service.routes import knowledge_base
 
 blp = FhirErrorBlueprint("cds", __name__, description="CDS Hooks 2.0 service for EHRs.")
 JSON = "application/json"
+
+
+UNAVAILABLE = "The replay store cannot be asked, so no client JWT is accepted (fail closed); see Retry-After."
 
 
 def _outcome_doc(description: str) -> dict[str, Any]:
@@ -55,6 +59,12 @@ def _verify_client() -> flask.Response | None:
     except TokenRejected as exc:
         log.warning("cds_auth_rejected", reason=exc.reason)
         return _reply(operation_outcome("login"), 401, {"WWW-Authenticate": "Bearer"})
+    except ReplayStoreUnavailable as exc:
+        # Fail closed, but say whose fault it is: the token may be good, so a 401 would send the EHR's
+        # team rotating keys. 503 + Retry-After is a transient server fault an EHR retries or shows as such.
+        log.error("cds_auth_unavailable", reason="replay_store_unavailable", error=str(exc))
+        why = "The service cannot check client tokens for replay at the moment; retry shortly."
+        return _reply(operation_outcome("transient", why, ["Authorization"]), 503, {"Retry-After": "5"})
     return None
 
 
@@ -73,6 +83,7 @@ def _known(service_id: str) -> None:
 @blp.route("/cds-services", methods=["GET"])
 @blp.response(200, Discovery)
 @blp.alt_response(401, **_outcome_doc("Missing or untrusted client JWT."))
+@blp.alt_response(503, **_outcome_doc(UNAVAILABLE))
 @blp.doc(operationId="cdsDiscovery", security=[{"cdsClientJwt": []}])
 def cds_discovery() -> flask.Response:
     """CDS Hooks discovery
@@ -86,6 +97,7 @@ def cds_discovery() -> flask.Response:
 @blp.arguments(CdsRequest)
 @blp.response(200, CdsResponse)
 @blp.alt_response(401, **_outcome_doc("Missing or untrusted client JWT."))
+@blp.alt_response(503, **_outcome_doc(UNAVAILABLE))
 @blp.alt_response(404, **_outcome_doc("No such service."))
 @blp.alt_response(412, **_outcome_doc("Prefetch missing and the FHIR server could not be read."))
 @blp.alt_response(422, **_outcome_doc("The call does not match CDS Hooks 2.0 or the service's hooks."))
@@ -122,6 +134,7 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
 @blp.arguments(FeedbackRequest)
 @blp.response(200, description="Feedback recorded (empty body).")
 @blp.alt_response(401, **_outcome_doc("Missing or untrusted client JWT."))
+@blp.alt_response(503, **_outcome_doc(UNAVAILABLE))
 @blp.alt_response(404, **_outcome_doc("No such service."))
 @blp.alt_response(422, **_outcome_doc("The feedback does not match CDS Hooks 2.0."))
 @blp.doc(operationId="cdsFeedback", security=[{"cdsClientJwt": []}])
