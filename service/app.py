@@ -39,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     )
 
     init_request_logging(app)
+    _refuse_query_strings(app)
     _name_the_knowledge(app, kb)
     init_access(app)
     init_metrics(app)
@@ -70,6 +71,15 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
 
     app.extensions["triage_api"] = api
     return app
+
+
+def _refuse_query_strings(app: flask.Flask) -> None:
+    # No route reads a query string: one is input the service would ignore, so it is refused like an
+    # unknown body field (nginx refuses it too, before its error log could quote it).
+    @app.before_request
+    def _no_query() -> None:
+        if flask.request.query_string:
+            flask.abort(400, description="This API takes no query parameters; send findings in the JSON body.")
 
 
 KNOWLEDGE_VERSION_HEADER = "X-Knowledge-Version"  # on every response (versioning policy: CHANGELOG.md)

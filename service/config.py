@@ -42,7 +42,13 @@ class DefaultConfig:
     REPLAY_STORE = ""
     CDS_FHIR_HOSTS = ""  # FHIR servers the service may read from: "host[:port]" list (comma-separated)
     CDS_FHIR_ALLOW_HTTP = False  # plain http to those hosts: loopback tests and local development only
-    CDS_FHIR_TIMEOUT_SECONDS = 2.0
+    CDS_FHIR_TIMEOUT_SECONDS = 2.0  # per connect and per socket read
+    # All FHIR reads of one call end within this; past it the call answers 412 at once. Below nginx's
+    # read timeout for /cds-services (6 s), so a slow EHR never makes nginx re-send a call elsewhere.
+    CDS_FHIR_DEADLINE_SECONDS = 4.0
+    # FHIR reads waiting at once per worker process; one more gets 412 at once. Below GUNICORN_THREADS,
+    # so a slow FHIR server cannot take every thread that serves /v1/triage.
+    CDS_FHIR_MAX_CONCURRENT = 2
     CDS_MAPPING_FILE = ""  # a site's FHIR-to-findings mapping; the bundled one when empty
     CDS_MAX_OBSERVATION_AGE_DAYS = 90  # older exam Observations are reported, not used
     CDS_MAX_CONTENT_LENGTH = 2 * 1024 * 1024  # prefetch can carry 100 Observations and more

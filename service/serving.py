@@ -1,4 +1,4 @@
-"""gunicorn: send a response's headers and its first body bytes in one write.
+"""gunicorn patches: a response's headers and first body bytes in one write; its own errors as problem+json.
 
 gunicorn writes the status line and headers, then the body, in two writes. A worker killed between
 them leaves a proxy holding a 200 header with no body: it cannot retry (the header is already on its
@@ -10,7 +10,11 @@ against the pinned gunicorn in tests/test_runtime.py.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+# gunicorn's own message quotes the request (a header name, the request line): never sent back.
+_DETAIL = "The server refused the request before the service read it: it is not well-formed HTTP or exceeds a limit."
 
 
 class OneWriteSocket:
@@ -60,3 +64,21 @@ def install() -> None:
     wsgi.Response.__init__ = __init__
     wsgi.Response.close = close
     wsgi.Response._one_write = True
+
+
+def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's error page (400, 414, 431, 500 ...) as RFC 9457 problem+json, like every other error."""
+    from gunicorn import util
+
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status_int, "detail": _DETAIL}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def install_problem_errors() -> None:
+    from gunicorn import util
+
+    util.write_error = write_problem

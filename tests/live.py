@@ -443,7 +443,18 @@ class Nginx:
             self.process.wait(timeout=STOP_TIMEOUT)
 
 
-def render_nginx(directory: Path, port: int, upstreams: Sequence[str], worker_processes: int = 1) -> Path:
+# Load tests send thousands of requests a second from one address: the per-client limits are lifted
+# for them, and a test of the limits passes its own (start_nginx(..., limits=...)).
+NO_CLIENT_LIMITS = {"RATE_LIMIT": "100000r/s", "RATE_BURST": "100000", "CONN_LIMIT": "4096"}
+
+
+def render_nginx(
+    directory: Path,
+    port: int,
+    upstreams: Sequence[str],
+    worker_processes: int = 1,
+    limits: dict[str, str] | None = None,
+) -> Path:
     """Write directory/nginx.conf: the deploy template with every path inside directory."""
     render = nginx_renderer()
     (directory / "temp").mkdir(parents=True, exist_ok=True)
@@ -454,6 +465,8 @@ def render_nginx(directory: Path, port: int, upstreams: Sequence[str], worker_pr
         "UPSTREAM_SERVERS": render.upstream_lines(upstreams),
         "WORKER_PROCESSES": str(worker_processes),
         "NGINX_USER": user,
+        **NO_CLIENT_LIMITS,
+        **(limits or {}),
     }
     conf = directory / "nginx.conf"
     conf.write_text(render.render(values), encoding="utf-8")
@@ -461,13 +474,17 @@ def render_nginx(directory: Path, port: int, upstreams: Sequence[str], worker_pr
 
 
 def start_nginx(
-    stack: contextlib.ExitStack, directory: Path, upstreams: Sequence[str], worker_processes: int = 1
+    stack: contextlib.ExitStack,
+    directory: Path,
+    upstreams: Sequence[str],
+    worker_processes: int = 1,
+    limits: dict[str, str] | None = None,
 ) -> Nginx:
     """Render the template into directory and run `nginx -p directory -c nginx.conf -g 'daemon off;'`."""
     binary = nginx_binary()
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = render_nginx(directory, port, upstreams, worker_processes)
+    conf = render_nginx(directory, port, upstreams, worker_processes, limits)
     with (directory / "nginx.out").open("wb") as out:
         process = subprocess.Popen(
             [binary, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],

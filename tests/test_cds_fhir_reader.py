@@ -9,12 +9,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
 
 from service.cds.fhir_reader import REASONS, FhirReader, FhirUnavailable
 from tests.fhir_stub import FhirStub, fhir_stub
+from tests.live import wait_until
 
 __all__ = ["fhir_stub"]  # the fixture is used by name
 
@@ -311,6 +313,37 @@ def test_slow_response_times_out(fhir_stub: FhirStub, make_reader: Callable[...,
     started = time.monotonic()
     assert unavailable(lambda: reader.read(fhir_stub.base_url, "Patient/123", TOKEN)).reason == "timeout"
     assert time.monotonic() - started < 0.9
+
+
+def test_the_calls_deadline_ends_a_read_before_its_own_timeout(
+    fhir_stub: FhirStub, make_reader: Callable[..., FhirReader]
+) -> None:
+    # Issue 20, item 9: three slow reads of one call must not add up past the call's deadline.
+    reader = make_reader([fhir_stub.host], timeout=2.0)
+    fhir_stub.add("Patient/123", PATIENT, delay=1.5)
+    started = time.monotonic()
+    deadline = started + 0.3
+    assert unavailable(lambda: reader.read(fhir_stub.base_url, "Patient/123", TOKEN, deadline)).reason == "timeout"
+    assert time.monotonic() - started < 1.0
+    assert unavailable(lambda: reader.read(fhir_stub.base_url, "Patient/123", TOKEN, deadline)).reason == "deadline"
+
+
+def test_reads_past_the_bulkhead_are_refused_at_once(
+    fhir_stub: FhirStub, make_reader: Callable[..., FhirReader]
+) -> None:
+    # Issue 20, item 9: a slow FHIR server holds at most max_concurrent threads; the next read is
+    # refused without waiting, and a slot frees up when a read ends.
+    reader = make_reader([fhir_stub.host], timeout=2.0, max_concurrent=2)
+    fhir_stub.add("Patient/slow", PATIENT, delay=1.0)
+    fhir_stub.add("Patient/123", PATIENT)
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(reader.read, fhir_stub.base_url, "Patient/slow", TOKEN) for _ in range(2)]
+        assert wait_until(lambda: len(fhir_stub.requests) >= 2, timeout=2)
+        started = time.monotonic()
+        assert unavailable(lambda: reader.read(fhir_stub.base_url, "Patient/123", TOKEN)).reason == "busy"
+        assert time.monotonic() - started < 0.2
+        assert [future.result(timeout=5) for future in slow] == [PATIENT, PATIENT]
+    assert reader.read(fhir_stub.base_url, "Patient/123", TOKEN) == PATIENT
 
 
 def test_body_that_stalls_times_out(make_reader: Callable[..., FhirReader]) -> None:

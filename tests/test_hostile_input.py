@@ -350,8 +350,12 @@ GUNICORN_REFUSALS = [
 def test_gunicorn_refuses_malformed_http(server, data, status):
     reply = exchange(server.port, data)
     assert reply.status == status, reply.body[:300]
-    # gunicorn's own short HTML page: the app never ran, so no problem+json and no request id
-    assert reply.content_type.startswith("text/html"), reply.content_type
+    # Issue 20, item 10: gunicorn's own refusal is problem+json too (service/serving.py), quoting
+    # nothing of the request; the app never ran, so there is no request id.
+    assert reply.content_type == "application/problem+json", reply.content_type
+    problem = json.loads(reply.body)
+    assert problem["status"] == status and set(problem) == {"type", "title", "status", "detail"}
+    assert not any(quoted in reply.body for quoted in (b"X-", b"aaaa", b"garbage", b"9.9", b"-1", b"chunked"))
     assert "X-Request-ID" not in reply.headers
     assert _livez_status(server.port) == 200  # and the server keeps answering
 

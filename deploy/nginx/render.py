@@ -29,6 +29,9 @@ DEFAULTS: dict[str, str] = {
     "ERROR_LOG": "/var/log/nginx/error.log",
     "ACCESS_LOG": "/var/log/nginx/access.log",
     "TEMP_DIR": "/var/lib/nginx",
+    "RATE_LIMIT": "50r/s",
+    "RATE_BURST": "100",
+    "CONN_LIMIT": "64",
 }
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")
 
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", default=",".join(DEFAULT_UPSTREAMS), help="host:port,host:port,...")
     parser.add_argument("--worker-processes", default=DEFAULTS["WORKER_PROCESSES"])
     parser.add_argument("--user", default=DEFAULTS["NGINX_USER"], help='"user group" for the nginx workers')
+    parser.add_argument("--rate", default=DEFAULTS["RATE_LIMIT"], help="per client, e.g. 50r/s")
+    parser.add_argument("--burst", default=DEFAULTS["RATE_BURST"], help="requests above the rate at once")
+    parser.add_argument("--conn-limit", default=DEFAULTS["CONN_LIMIT"], help="requests in progress per client")
     parser.add_argument("--runtime-dir", help="put pid, logs and temp files in this directory (created)")
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     args = parser.parse_args(argv)
@@ -85,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         LISTEN=args.listen,
         WORKER_PROCESSES=args.worker_processes,
         NGINX_USER=args.user,
+        RATE_LIMIT=args.rate,
+        RATE_BURST=args.burst,
+        CONN_LIMIT=args.conn_limit,
         UPSTREAM_SERVERS=upstream_lines(a.strip() for a in args.upstream.split(",") if a.strip()),
     )
     if args.runtime_dir:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable
 from http.cookiejar import DefaultCookiePolicy
@@ -33,6 +34,8 @@ REASONS = frozenset(
         "content_type",
         "not_json",
         "invalid",
+        "deadline",  # the call's time for FHIR reads (CDS_FHIR_DEADLINE_SECONDS) is used up
+        "busy",  # this worker already has CDS_FHIR_MAX_CONCURRENT reads waiting on FHIR servers
     }
 )
 FHIR_JSON = frozenset({"application/fhir+json", "application/json"})
@@ -71,6 +74,10 @@ class FhirReader:
 
     One requests.Session per reader: its connection pool is shared by the worker's threads, which is
     safe for plain GETs, and its cookie jar is disabled so nothing set for one user reaches another.
+
+    A bulkhead: at most `max_concurrent` reads wait on FHIR servers at once in this process; one more is
+    refused at once ("busy") rather than queued, so a slow EHR cannot take every thread that serves
+    /v1/triage. Each read also ends by the caller's `deadline`, whatever its own timeouts allow.
     """
 
     def __init__(
@@ -80,18 +87,20 @@ class FhirReader:
         allow_http: bool = False,
         timeout: float = 2.0,
         max_bytes: int = 4 * 1024 * 1024,
+        max_concurrent: int = 2,
     ) -> None:
         if isinstance(allowed_hosts, str):
             # A bare string would be read as a list of one-letter hosts.
             raise TypeError("allowed_hosts must be an iterable of host or host:port strings, not a string")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
-        if max_bytes <= 0:
-            raise ValueError("max_bytes must be positive")
+        if max_bytes <= 0 or max_concurrent <= 0:
+            raise ValueError("max_bytes and max_concurrent must be positive")
         self._allowed = frozenset(_allowed_entry(entry) for entry in allowed_hosts if entry.strip())
         self._allow_http = allow_http
         self._timeout = float(timeout)
         self._max_bytes = max_bytes
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         session = requests.Session()
         session.trust_env = False  # no proxies, .netrc or CA bundle from the environment
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
@@ -107,11 +116,13 @@ class FhirReader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def read(self, base_url: str | None, query: str, access_token: str | None) -> dict[str, Any]:
+    def read(
+        self, base_url: str | None, query: str, access_token: str | None, deadline: float | None = None
+    ) -> dict[str, Any]:
         """GET {base_url}/{query} and return the parsed resource, or raise FhirUnavailable.
 
         query is relative to the FHIR base and already filled in: 'Patient/123' or
-        'Observation?patient=123&_count=100'.
+        'Observation?patient=123&_count=100'. deadline: time.monotonic() by which the read must end.
         """
         base, target = self._check_base(base_url)
         url = f"{base.rstrip('/')}/{_relative(query)}"
@@ -123,9 +134,16 @@ class FhirReader:
 
         # Exceptions from requests and urllib3 quote the URL, so none of them is chained or kept as
         # context: the reason is noted inside the handler and raised outside it.
+        timeout = self._timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise FhirUnavailable("deadline")
+        if not self._slots.acquire(blocking=False):
+            raise FhirUnavailable("busy")
         reason: str
         try:
-            return self._get(url, headers, target)
+            return self._get(url, headers, target, timeout, deadline)
         except FhirUnavailable:
             raise
         except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
@@ -144,6 +162,8 @@ class FhirReader:
             reason = "invalid"
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
             reason = "connect"
+        finally:
+            self._slots.release()
         raise FhirUnavailable(reason)
 
     def _check_base(self, base_url: str | None) -> tuple[str, tuple[str, str, int]]:
@@ -169,7 +189,9 @@ class FhirReader:
         # An entry without a port means the default port of the URL's scheme, not any port.
         return (host, port) in self._allowed or (port == _DEFAULT_PORTS[scheme] and (host, None) in self._allowed)
 
-    def _get(self, url: str, headers: dict[str, str], target: tuple[str, str, int]) -> dict[str, Any]:
+    def _get(
+        self, url: str, headers: dict[str, str], target: tuple[str, str, int], timeout: float, deadline: float | None
+    ) -> dict[str, Any]:
         started = time.monotonic()
         prepared = self._session.prepare_request(requests.Request("GET", url, headers=headers))
         # Check again what requests will actually connect to, in case its URL parser reads the
@@ -182,9 +204,7 @@ class FhirReader:
             or (sent_scheme, (sent.hostname or "").lower(), sent_port or _DEFAULT_PORTS[sent_scheme]) != target
         ):
             raise FhirUnavailable("invalid")
-        with self._session.send(
-            prepared, timeout=(self._timeout, self._timeout), allow_redirects=False, stream=True
-        ) as response:
+        with self._session.send(prepared, timeout=(timeout, timeout), allow_redirects=False, stream=True) as response:
             status = response.status_code
             if 300 <= status < 400:
                 raise FhirUnavailable("redirect", status)
@@ -195,7 +215,8 @@ class FhirReader:
             length = response.headers.get("Content-Length", "")
             if length.isascii() and length.isdigit() and int(length) > self._max_bytes:
                 raise FhirUnavailable("too_large")
-            body = self._body(response, started + _TOTAL_TIMEOUTS * self._timeout)
+            ends = started + _TOTAL_TIMEOUTS * timeout
+            body = self._body(response, ends if deadline is None else min(ends, deadline))
         return _parse(body)
 
     def _body(self, response: requests.Response, deadline: float) -> bytes:

@@ -23,7 +23,9 @@ _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
 
 
 class Reader(Protocol):
-    def read(self, base_url: str | None, query: str, access_token: str | None) -> dict[str, Any]: ...
+    def read(
+        self, base_url: str | None, query: str, access_token: str | None, deadline: float | None = None
+    ) -> dict[str, Any]: ...
 
 
 class DataUnavailable(Exception):
@@ -76,14 +78,16 @@ def gather(
     fhir_server: str | None,
     access_token: str | None,
     reader: Reader,
+    deadline: float | None = None,
 ) -> Gathered:
+    """The call's data from prefetch, else read from fhirServer; every read ends by `deadline` (monotonic)."""
     out = Gathered()
     for key in PREFETCH_KEYS:
         if key in prefetch and prefetch[key] is None:
             continue  # nothing recorded
         data = prefetch.get(key)
         if data is None or _is_outcome(data):
-            data = _read(mapping, key, context, fhir_server, access_token, reader)
+            data = _read(mapping, key, context, fhir_server, access_token, reader, deadline)
             out.fetched.append(key)
             problem = _shape_problem(key, data)
             if problem:
@@ -107,12 +111,13 @@ def _read(
     fhir_server: str | None,
     access_token: str | None,
     reader: Reader,
+    deadline: float | None,
 ) -> dict[str, Any]:
     query = fill_template(mapping.prefetch[key], context)
     if query is None:
         raise DataUnavailable(key, "the hook context lacks a field the query needs")
     try:
-        return reader.read(fhir_server, query, access_token)
+        return reader.read(fhir_server, query, access_token, deadline)
     except FhirUnavailable as exc:
         raise DataUnavailable(key, exc.reason) from None
 

@@ -62,6 +62,7 @@ class Settings:
     base_url: str
     public: bool
     max_age: timedelta
+    fhir_deadline: float  # time.monotonic() by which every FHIR read of this call must end
 
 
 def answer_hook(
@@ -71,7 +72,13 @@ def answer_hook(
     context = call["context"]
     authorization = call.get("fhirAuthorization") or {}
     data = gather(
-        mapping, context, call.get("prefetch") or {}, call.get("fhirServer"), authorization.get("access_token"), reader
+        mapping,
+        context,
+        call.get("prefetch") or {},
+        call.get("fhirServer"),
+        authorization.get("access_token"),
+        reader,
+        settings.fhir_deadline,
     )
     found = extract(
         mapping,

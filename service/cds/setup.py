@@ -28,6 +28,7 @@ class CdsState:
     reader: FhirReader
     max_age: timedelta  # exam Observations older than this are reported, not used
     issuers: int
+    fhir_budget: float  # seconds a call may spend reading FHIR servers, in all
 
 
 def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> CdsState:
@@ -48,6 +49,7 @@ def build_cds(kb: KnowledgeBase, config: dict[str, Any]) -> CdsState:
         as_list(config["CDS_FHIR_HOSTS"]),
         allow_http=config["CDS_FHIR_ALLOW_HTTP"],
         timeout=config["CDS_FHIR_TIMEOUT_SECONDS"],
+        max_concurrent=config["CDS_FHIR_MAX_CONCURRENT"],
     )
     max_age = timedelta(days=config["CDS_MAX_OBSERVATION_AGE_DAYS"])
-    return CdsState(mapping, verifier, reader, max_age, len(issuers))
+    return CdsState(mapping, verifier, reader, max_age, len(issuers), config["CDS_FHIR_DEADLINE_SECONDS"])

@@ -7,6 +7,7 @@ problem+json, because EHRs read those.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,7 +113,7 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
     _known(service_id)
     state = cds_state()
     url, public = base_url()
-    settings = Settings(url, public, state.max_age)
+    settings = Settings(url, public, state.max_age, time.monotonic() + state.fhir_budget)
     try:
         answer = answer_hook(knowledge_base(), state.mapping, state.reader, call, settings, datetime.now(UTC))
     except DataUnavailable as exc:
