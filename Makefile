@@ -5,6 +5,10 @@ PORT   ?= 8000
 SEEDS  ?= ../shared/seeds
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# checkov and bandit (tests/test_static_scans.py) live in their own venv: checkov's pins (packaging<24,
+# python-dateutil<3 through botocore) conflict with constraints.txt.
+SCAN_VENV  ?= .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed-stamp
 
 .PHONY: install run test bench profile screenshot graph lint format openapi cite manifest lock clean
 
@@ -14,6 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# Creates or reuses .venv-scan; reinstalls when tools/scan-requirements.txt changes.
+$(SCAN_STAMP): tools/scan-requirements.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/python -m pip install --quiet -r tools/scan-requirements.txt
+	touch $(SCAN_STAMP)
 
 install: $(STAMP)
 
@@ -34,11 +45,11 @@ run: $(STAMP)
 
 # The live-server tests need nginx and redis-server, the benchmark smoke test wrk (installed here when missing and
 # possible, else the exact command is printed).
-test: $(STAMP)
+test: $(STAMP) $(SCAN_STAMP)
 	bash tools/ensure-debian-packages.sh nginx wrk chromium dot redis-server
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SEEDS_DIR=$(abspath $(SEEDS)) $(BIN)/pytest
+	SEEDS_DIR=$(abspath $(SEEDS)) SCAN_VENV=$(abspath $(SCAN_VENV)) $(BIN)/pytest
 
 # docs/performance.md and .png: HTTP against a control endpoint, engine scaling, zen-engine, batch,
 # CDS Hooks, cold start; every figure beside its yardstick. Not a test: the machine is shared.
@@ -81,4 +92,4 @@ lock: $(STAMP)
 	{ head -1 constraints.txt; cat constraints.new; } > constraints.tmp && mv constraints.tmp constraints.txt && rm constraints.new
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) .pytest_cache .ruff_cache .hypothesis

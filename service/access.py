@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from marshmallow import validate
 
 from service.cds.trust import TokenRejected, TokenVerifier
-from service.knowledge.yamlfile import load_yaml
+from service.knowledge.schemas import Bool, List, Nested, Str, Strict, shape_problems
+from service.knowledge.yamlfile import DataFileError, read_yaml
 
 SCOPES = frozenset({"triage", "knowledge", "metrics", "docs"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,43 +55,51 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+class _KeyEntry(Strict):
+    # Messages name the rule, never the value: a sha256 or a pasted key must not reach a log.
+    id = Str(required=True, validate=validate.Regexp(_KEY_ID, error="must match {regex}"))
+    sha256 = Str(
+        required=True,
+        validate=validate.Regexp(_HEX64, error="must be 64 lower-case hex digits (the key itself is never stored)"),
+    )
+    scopes = List(
+        Str(validate=validate.OneOf(sorted(SCOPES), error=f"must be one of {', '.join(sorted(SCOPES))}")),
+        required=True,
+        validate=validate.Length(min=1, error=f"must be a non-empty list from {sorted(SCOPES)}"),
+    )
+    revoked = Bool()
+
+
+class KeysFile(Strict):
+    """The API-key file: {"keys": [{"id", "sha256", "scopes": [...], "revoked": false}]}."""
+
+    keys = List(Nested(_KeyEntry), required=True)
+
+
+_INVALID = "invalid API key file:\n  - "
+
+
 def load_api_keys(path: str | Path) -> tuple[ApiKey, ...]:
-    """{"keys": [{"id", "sha256", "scopes": [...], "revoked": false}]}; every problem is listed."""
+    """The keys in the file at `path`; ValueError listing every problem (file, path in it, line)."""
     try:
-        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
-    except yaml.YAMLError as exc:  # the problem and line only: never a snippet of the file
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{path}: not valid YAML{line} ({getattr(exc, 'problem', None) or 'parse error'})") from None
-    problems: list[str] = []
-    keys: list[ApiKey] = []
-    entries = raw.get("keys") if isinstance(raw, dict) else None
-    if not isinstance(entries, list) or set(raw) - {"keys"}:
-        raise ValueError(f"{path}: expected a mapping with one key, 'keys', holding a list")
-    for index, entry in enumerate(entries):
-        where = f"keys[{index}]"
-        if not isinstance(entry, dict) or set(entry) - {"id", "sha256", "scopes", "revoked"}:
-            problems.append(f"{where}: allowed fields are id, sha256, scopes, revoked")
-            continue
-        key_id, digest, scopes = entry.get("id"), str(entry.get("sha256", "")), entry.get("scopes")
-        if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
-            problems.append(f"{where}: id must match {_KEY_ID.pattern}")
-        if not _HEX64.match(digest):
-            problems.append(f"{where}: sha256 must be 64 lower-case hex digits (the key itself is never stored)")
-        if not isinstance(scopes, list) or not scopes or set(scopes) - SCOPES:
-            problems.append(f"{where}: scopes must be a non-empty list from {sorted(SCOPES)}")
-        if not isinstance(entry.get("revoked", False), bool):
-            problems.append(f"{where}: revoked must be true or false")
-        if not problems:
-            keys.append(ApiKey(key_id, bytes.fromhex(digest), frozenset(scopes), entry.get("revoked", False)))
-    ids = [k.id for k in keys]
-    if len(set(ids)) != len(ids):
-        problems.append("key ids must be unique")
+        doc = read_yaml(path)
+    except DataFileError as exc:  # the problem and line only: never a snippet of the file
+        raise ValueError(_INVALID + "\n  - ".join(exc.problems)) from None
+    problems = shape_problems(KeysFile(), doc, str(path))
+    if not problems:  # ids name callers in logs and audit events: one id, one key
+        seen: set[str] = set()
+        for index, entry in enumerate(doc.data["keys"]):
+            if entry["id"] in seen:
+                problems.append(
+                    f"{path}: keys[{index}].id: used by another key too (line {doc.line(('keys', index, 'id'))})"
+                )
+            seen.add(entry["id"])
     if problems:
-        raise ValueError(f"{path}: " + "; ".join(problems))
-    return tuple(keys)
+        raise ValueError(_INVALID + "\n  - ".join(problems))
+    return tuple(
+        ApiKey(e["id"], bytes.fromhex(e["sha256"]), frozenset(e["scopes"]), e.get("revoked", False))
+        for e in doc.data["keys"]
+    )
 
 
 @dataclass(frozen=True)
@@ -126,9 +135,11 @@ class AccessPolicy:
         return Caller(found.id, found.scopes)
 
     def _by_token(self, authorization: str) -> Caller:
-        assert self.verifier is not None
+        verifier = self.verifier
+        if verifier is None:  # authenticate() calls this only with a verifier; fail closed, even under -O
+            raise Unauthenticated("missing")
         try:
-            claims = self.verifier.verify(authorization, self.audience)
+            claims = verifier.verify(authorization, self.audience)
         except TokenRejected as exc:
             raise Unauthenticated(f"jwt_{exc.reason}") from None
         return Caller(f"jwt:{claims['iss']}", _scopes(claims))

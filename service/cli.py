@@ -3,11 +3,13 @@
     python -m service knowledge check [--knowledge DIR] [--texts SEEDS_DIR]
     python -m service knowledge graph -o PICTURE.svg|.png [--knowledge DIR]
 
-knowledge check validates the knowledge base as start-up does (and, with --texts, every citation
-against the source texts) and prints its coverage of the sources: every section with the rules,
+knowledge check validates the knowledge base as start-up does (every file's shape, then what it means;
+with --texts, every citation against the source texts; the fhir_mapping.yaml beside it, if any,
+against its findings) and prints its coverage of the sources: every section with the rules,
 causes and advice citing it, and the recorded reason for each section cited by none. Exit status
 0 when all holds, 1 when a section lacks a reason or a reason is stale, 2 when the knowledge base
-does not load or a citation does not match its text.
+or the mapping does not load (every problem listed, each with its file and path) or a citation does
+not match its text.
 
     python -m service evaluate CASES.jsonl [-o RESULTS.jsonl] [--knowledge DIR]
                                [--compare OTHER_DIR [--allow-downgrade]]
@@ -36,6 +38,7 @@ import orjson
 from tqdm import tqdm
 
 from service.cases import Outcome, Tally, compare, triage_lines
+from service.cds.mapping import load_mapping
 from service.coverage import coverage, render
 from service.engine import evaluate
 from service.knowledge import KnowledgeError, load_knowledge
@@ -43,6 +46,7 @@ from service.knowledge.loader import BUNDLED
 from service.knowledge.texts import verify_texts
 
 DOWNGRADE, BAD_LINES, USAGE = 1, 3, 2
+MAPPING_FILE = "fhir_mapping.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,7 +93,10 @@ def _check(args: argparse.Namespace) -> int:
         kb = load_knowledge(folder)
         # The service's own policy is in this repository and always checked; the texts when given.
         verify_texts(kb, args.texts or None)
-    except (KnowledgeError, OSError, ValueError) as exc:
+        mapping = Path(folder) / MAPPING_FILE
+        if mapping.is_file():  # the FHIR mapping kept beside the knowledge must fit its findings
+            load_mapping(kb, mapping)
+    except (KnowledgeError, OSError, ValueError) as exc:  # MappingError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return USAGE
     report = coverage(kb, Path(folder))

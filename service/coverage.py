@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from service.engine.model import KnowledgeBase
-
-COVERAGE_FILE = "coverage.yaml"
+from service.knowledge.loader import COVERAGE_FILE, KnowledgeError, read_checked
+from service.knowledge.schemas import CoverageFile
 
 
 @dataclass(frozen=True)
@@ -85,10 +82,12 @@ def render(report: Coverage) -> str:
 def _reasons(path: Path) -> dict[tuple[str, str], str]:
     if not path.is_file():
         return {}
-    data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    uncited = data.get("uncited") or {}
+    # load_knowledge has checked this file already when it came from the same folder; not so otherwise.
+    data, problems = read_checked(path, CoverageFile)
+    if problems:
+        raise KnowledgeError(problems)
     return {
-        (str(source), str(section)): str(reason)
-        for source, sections in uncited.items()
+        (source, section): reason
+        for source, sections in data["uncited"].items()
         for section, reason in sections.items()
     }

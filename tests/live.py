@@ -465,6 +465,7 @@ def render_nginx(
         "UPSTREAM_SERVERS": render.upstream_lines(upstreams),
         "WORKER_PROCESSES": str(worker_processes),
         "NGINX_USER": user,
+        "METRICS": render.DEFAULTS["METRICS"],
         **NO_CLIENT_LIMITS,
         **(limits or {}),
     }

@@ -239,36 +239,46 @@ GOOD_DIGEST = key_hash("whatever")
 @pytest.mark.parametrize(
     ("entries", "problem"),
     [
-        pytest.param([{"id": "a", "scopes": ["triage"]}], "sha256 must be 64 lower-case hex", id="missing-sha256"),
+        pytest.param([{"id": "a", "scopes": ["triage"]}], "keys[0].sha256: required key missing", id="missing-sha256"),
         pytest.param(
-            [{"id": "a", "sha256": "z" * 64, "scopes": ["triage"]}], "sha256 must be 64 lower-case hex", id="non-hex"
+            [{"id": "a", "sha256": "z" * 64, "scopes": ["triage"]}],
+            "keys[0].sha256: must be 64 lower-case hex",
+            id="non-hex",
         ),
         pytest.param(
             [{"id": "a", "sha256": GOOD_DIGEST[:40], "scopes": ["triage"]}],
-            "sha256 must be 64 lower-case hex",
+            "keys[0].sha256: must be 64 lower-case hex",
             id="short",
         ),
-        pytest.param([{"id": "a", "sha256": GOOD_DIGEST, "scopes": ["admin"]}], "scopes must be", id="unknown-scope"),
-        pytest.param([{"id": "a", "sha256": GOOD_DIGEST, "scopes": []}], "scopes must be", id="no-scope"),
+        pytest.param(
+            [{"id": "a", "sha256": GOOD_DIGEST, "scopes": ["admin"]}],
+            "keys[0].scopes[0]: must be one of",
+            id="unknown-scope",
+        ),
+        pytest.param(
+            [{"id": "a", "sha256": GOOD_DIGEST, "scopes": []}], "keys[0].scopes: must be a non-empty", id="no-scope"
+        ),
         pytest.param(
             [
                 {"id": "a", "sha256": GOOD_DIGEST, "scopes": ["triage"]},
                 {"id": "a", "sha256": key_hash("other"), "scopes": ["triage"]},
             ],
-            "key ids must be unique",
+            "keys[1].id: used by another key too",
             id="duplicate-id",
         ),
         pytest.param(
             [{"id": "a", "sha256": GOOD_DIGEST, "scopes": ["triage"], "key": "plaintext-secret-123"}],
-            "allowed fields are",
+            "keys[0].key: unknown key",
             id="extra-field",
         ),
         pytest.param(
             [{"id": "a", "sha256": GOOD_DIGEST, "scopes": ["triage"], "revoked": "yes"}],
-            "revoked must be true or false",
+            "keys[0].revoked: must be true or false",
             id="revoked-not-bool",
         ),
-        pytest.param([{"id": "a b", "sha256": GOOD_DIGEST, "scopes": ["triage"]}], "id must match", id="bad-id"),
+        pytest.param(
+            [{"id": "a b", "sha256": GOOD_DIGEST, "scopes": ["triage"]}], "keys[0].id: must match", id="bad-id"
+        ),
     ],
 )
 def test_invalid_keys_file_is_refused_at_start(tmp_path, entries, problem):
@@ -282,10 +292,10 @@ def test_invalid_keys_file_is_refused_at_start(tmp_path, entries, problem):
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("[]", "expected a mapping"),
-        ("keys: {}", "expected a mapping"),
-        ("keys: []\nextra: 1", "expected a mapping"),
-        ("keys: []\nkeys: []", "not valid YAML at line 2 (duplicate key 'keys')"),
+        ("[]", "keys.yaml: must be a mapping"),
+        ("keys: {}", "keys.yaml: keys: must be a list (line 1)"),
+        ("keys: []\nextra: 1", "keys.yaml: extra: unknown key (line 2)"),
+        ("keys: []\nkeys: []", "keys.yaml: keys: duplicate key (lines 1 and 2)"),
         ("keys: [\n", "not valid YAML"),
     ],
     ids=["list", "keys-not-a-list", "extra-top-level", "duplicate-yaml-key", "broken-yaml"],

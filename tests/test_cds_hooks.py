@@ -738,7 +738,7 @@ def test_the_minimal_mapping_loads(kb, tmp_path):
             "  triage|sensation-loss-groin:",
             "  triage|bladder-function:\n    display: again\n    finding: findings.bladder\n"
             "  triage|sensation-loss-groin:",
-            "duplicate key 'triage|bladder-function'",
+            "mapping.yaml: observations['triage|bladder-function']: duplicate key (lines 9 and 15)",
         ),
         ("sct|279039007:", "snomed|279039007:", "unknown system alias 'snomed'"),
         (

@@ -5,6 +5,7 @@ Docker: how gunicorn is started, the user, the base image, the install, the buil
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from service.config import DefaultConfig
+from tests.live import nginx_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -33,7 +35,10 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 KUBERNETES_VERSION = "1.37.0"
 
 NAME = "legraise-triage"
-KINDS = {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
+NAMESPACE = "legraise-triage"
+KINDS = ["ConfigMap", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+KINDS += ["NetworkPolicy", "Deployment", "Service", "NetworkPolicy"]  # and the replay store's (redis.yaml)
+PROXY = "proxy"  # the pod's entry point: nginx in front of gunicorn on loopback
 # Secrets the manifests may reference without defining: created by the operator, never committed.
 EXTERNAL_SECRETS = {"legraise-triage-credentials"}
 STOP_MARGIN_SECONDS = 5
@@ -63,7 +68,8 @@ def resources() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def one(kind: str) -> dict[str, Any]:
-    docs = [doc for (k, _), doc in resources().items() if k == kind]
+    """The service's own resource of this kind (the replay store's, redis.yaml, has a name of its own)."""
+    docs = [doc for (k, name), doc in resources().items() if k == kind and name == NAME]
     assert len(docs) == 1, f"expected one {kind}, found {len(docs)}"
     return docs[0]
 
@@ -72,10 +78,19 @@ def pod_spec() -> dict[str, Any]:
     return one("Deployment")["spec"]["template"]["spec"]
 
 
+def containers() -> dict[str, dict[str, Any]]:
+    found = {c["name"]: c for c in pod_spec()["containers"]}
+    assert set(found) == {NAME, PROXY}, "the checks below assume the app and its proxy"
+    return found
+
+
 def container() -> dict[str, Any]:
-    containers = pod_spec()["containers"]
-    assert len(containers) == 1, "the checks below assume one container"
-    return containers[0]
+    """The app's container (gunicorn)."""
+    return containers()[NAME]
+
+
+def proxy() -> dict[str, Any]:
+    return containers()[PROXY]
 
 
 def effective_env(c: dict[str, Any]) -> dict[str, str]:
@@ -135,7 +150,7 @@ def test_manifest_is_valid_for_kubernetes(path: Path) -> None:
 )
 def test_strict_validation_rejects_mistakes(kind: str, mutate: Any) -> None:
     """The validator is not vacuous: the mistakes it exists for are caught in these very manifests."""
-    doc = copy.deepcopy(one(kind))
+    doc = copy.deepcopy(next(doc for (k, _), doc in resources().items() if k == kind))
     mutate(doc)
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -145,8 +160,10 @@ def test_the_expected_resources_are_there() -> None:
     kinds = sorted(kind for kind, _ in resources())
     assert sorted(KINDS) == kinds
     for doc in resources().values():
-        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == NAME
-        assert "namespace" not in doc["metadata"], "the namespace is the user's choice (kubectl -n / overlay)"
+        labels = doc["metadata"]["labels"]
+        assert NAME in {labels["app.kubernetes.io/name"], labels.get("app.kubernetes.io/part-of")}
+        # All in one namespace, never `default` (checkov CKV_K8S_21); an overlay's `namespace:` moves them.
+        assert doc["metadata"].get("namespace") == NAMESPACE, f"{doc['kind']}: namespace {NAMESPACE}"
 
 
 def test_kustomization_lists_exactly_the_manifests() -> None:
@@ -164,11 +181,14 @@ def test_kustomization_lists_exactly_the_manifests() -> None:
 
 def test_probes_use_the_health_endpoints() -> None:
     c = container()
-    port_names = {p["name"] for p in c["ports"]} | {p["containerPort"] for p in c["ports"]}
+    (proxy_port,) = proxy()["ports"]
     expected = {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
     for probe, path in expected.items():
         assert c[probe]["httpGet"]["path"] == path, probe
-        assert c[probe]["httpGet"]["port"] in port_names, f"{probe} probes a port the container does not open"
+        # Through the proxy, by number (a port name is looked up among the probed container's own ports).
+        assert c[probe]["httpGet"]["port"] == proxy_port["containerPort"], f"{probe} does not go through the proxy"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert proxy()[probe]["tcpSocket"]["port"] in {proxy_port["name"], proxy_port["containerPort"]}
     # Liveness must be slower to give up than readiness: a busy pod is taken out of rotation, not restarted.
     live, ready = c["livenessProbe"], c["readinessProbe"]
     assert live["periodSeconds"] * live["failureThreshold"] > ready["periodSeconds"] * ready["failureThreshold"]
@@ -183,16 +203,20 @@ def test_pod_runs_unprivileged() -> None:
     assert pod["seccompProfile"]["type"] == "RuntimeDefault"
     assert spec["automountServiceAccountToken"] is False
     assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
-    sc = container()["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["capabilities"]["drop"] == ["ALL"]
-    assert not sc["capabilities"].get("add")
-    assert not sc.get("privileged")
-    assert sc.get("runAsUser", pod["runAsUser"]) > 0
+    for c in containers().values():
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert not sc["capabilities"].get("add")
+        assert not sc.get("privileged")
+        assert sc.get("runAsUser", pod["runAsUser"]) > 0
 
 
 def test_termination_grace_covers_prestop_and_gunicorn_graceful_timeout() -> None:
+    # The proxy waits the same before it quits gracefully (nginx's QUIT; SIGTERM would drop requests).
+    stop = " ".join(proxy()["lifecycle"]["preStop"]["exec"]["command"])
+    assert "sleep 5;" in stop and "nginx -s quit" in stop
     env = effective_env(container())
     assert "GUNICORN_GRACEFUL_TIMEOUT" in env, "set it explicitly so the budget below is the one in force"
     graceful = int(env["GUNICORN_GRACEFUL_TIMEOUT"])
@@ -214,10 +238,22 @@ def test_resources_are_set() -> None:
         return int(q[:-2]) * mib[q[-2:]]
 
     assert to_mib(res["limits"]["memory"]) >= to_mib(res["requests"]["memory"])
+
+    def to_millicores(q: str | int) -> int:
+        return int(q[:-1]) if isinstance(q, str) and q.endswith("m") else int(float(q) * 1000)
+
+    # The CPU limit is one core per gunicorn worker: a worker runs Python one thread at a time, so the
+    # CFS quota is not reached under normal load (no throttling), and a runaway cannot take the node.
+    workers = int(effective_env(container())["WEB_CONCURRENCY"])
+    assert to_millicores(res["limits"]["cpu"]) == 1000 * workers, "CPU limit: one core per WEB_CONCURRENCY worker"
+    assert to_millicores(res["limits"]["cpu"]) >= to_millicores(res["requests"]["cpu"])
     # Memory-backed emptyDirs count against the memory limit: they must leave room for the workers.
     in_memory = [v["emptyDir"] for v in pod_spec()["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
     assert all("sizeLimit" in e for e in in_memory), "an unbounded tmpfs can use the whole memory limit"
-    assert sum(to_mib(e["sizeLimit"]) for e in in_memory) <= to_mib(res["limits"]["memory"]) // 2
+    limits = sum(to_mib(c["resources"]["limits"]["memory"]) for c in containers().values())
+    assert sum(to_mib(e["sizeLimit"]) for e in in_memory) <= limits // 2
+    for c in containers().values():
+        assert to_millicores(c["resources"]["limits"]["cpu"]) >= to_millicores(c["resources"]["requests"]["cpu"])
 
 
 def _references(node: Any) -> Iterator[tuple[str, str, bool]]:
@@ -246,9 +282,19 @@ def test_every_configmap_and_secret_reference_resolves() -> None:
         if (kind, name) in resources():
             continue
         # Only the operator-created credentials Secret may be missing from the manifests, and the pod
-        # must not depend on it to be created (the app names the missing file when it starts).
+        # must not depend on it to be created (the app names the missing file when it starts), except
+        # for the shared replay store: without it each pod would accept a token another pod has seen.
         assert kind == "Secret" and name in EXTERNAL_SECRETS, f"{kind} {name} is referenced but not defined"
-        assert optional, f"Secret {name} is created out of band: reference it with optional: true"
+        assert optional or _required_env(name) == ["TRIAGE_REPLAY_STORE"], f"Secret {name}: optional: true"
+
+
+def _required_env(secret: str) -> list[str]:
+    return [
+        var["name"]
+        for var in container().get("env", [])
+        if var.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == secret
+        and not var["valueFrom"]["secretKeyRef"].get("optional")
+    ]
 
 
 def test_file_settings_point_into_mounted_volumes() -> None:
@@ -291,17 +337,49 @@ def test_triage_settings_are_real_settings() -> None:
 
 
 def test_ports_agree() -> None:
-    c = container()
-    (port,) = c["ports"]
+    """Issue 20, item 9: gunicorn is reachable only through its proxy, which owns the pod's one port."""
+    assert "ports" not in container(), "gunicorn must not be a port of the pod"
+    bind = effective_env(container())["BIND"]
+    host, gunicorn_port = bind.rsplit(":", 1)
+    assert host == "127.0.0.1", "gunicorn listens on the pod's loopback, behind the proxy"
+    assert f"EXPOSE {gunicorn_port}" in {f"{k} {v}" for k, v in final_stage()}
+    (port,) = proxy()["ports"]
     assert port["name"] == "http"
     number = port["containerPort"]
-    bind = effective_env(c)["BIND"]
-    assert bind.rsplit(":", 1) == ["0.0.0.0", str(number)], "gunicorn must listen on the container port"
     (svc_port,) = one("Service")["spec"]["ports"]
     assert svc_port["targetPort"] in {port["name"], number}
     for rule in one("NetworkPolicy")["spec"]["ingress"]:
         assert {p["port"] for p in rule["ports"]} <= {port["name"], number}
-    assert f"EXPOSE {number}" in {f"{k} {v}" for k, v in final_stage()}
+    conf = proxy_configmap()["data"]["nginx.conf"]
+    assert f"listen {number};" in conf
+    assert f"server {bind} " in conf, "the proxy's upstream is gunicorn's BIND"
+
+
+def proxy_configmap() -> dict[str, Any]:
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    (mount,) = [m for m in proxy()["volumeMounts"] if m["mountPath"] == "/etc/legraise-proxy"]
+    assert proxy()["command"][:3] == ["nginx", "-c", "/etc/legraise-proxy/nginx.conf"]
+    return resources()[("ConfigMap", volumes[mount["name"]]["configMap"]["name"])]
+
+
+def test_proxy_configmap_is_rendered_from_the_nginx_template() -> None:
+    spec = importlib.util.spec_from_file_location("render", ROOT / "deploy" / "nginx" / "render.py")
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    committed = (K8S / "proxy-configmap.yaml").read_text(encoding="utf-8")
+    assert committed == render.pod_configmap(), "stale: run python3 deploy/nginx/render.py --pod"
+    assert proxy_configmap()["data"]["nginx.conf"] == render.render(render.pod_values())
+
+
+def test_proxy_config_passes_nginx_own_check(tmp_path: Path) -> None:
+    binary = nginx_binary()
+    conf = proxy_configmap()["data"]["nginx.conf"].replace("/tmp", str(tmp_path))
+    (tmp_path / "nginx.conf").write_text(conf, encoding="utf-8")
+    result = subprocess.run(
+        [binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
 
 
 def test_selectors_match_the_deployment_pods() -> None:
@@ -552,6 +630,7 @@ def test_copy_sources_exist_and_are_in_the_build_context() -> None:
 def test_local_state_stays_out_of_the_build_context() -> None:
     for relative in (
         ".venv/bin/python",
+        ".venv-scan/bin/checkov",
         ".git/config",
         ".pytest_cache/v/cache/nodeids",
         ".ruff_cache/CACHEDIR.TAG",

@@ -18,13 +18,24 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from service.knowledge.yamlfile import DataFileError, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWLEDGE = ROOT / "service" / "knowledge"
 # Closing quotes and brackets (straight or typographic) may follow the end of a sentence.
 SENTENCE_END = re.compile(r"(?<=[.!?\u2026])[\"\u201d\u2019)]*\s+(?=\S)")
+
+
+def _read(path: Path) -> Any:
+    """A YAML file, read as the service reads its data files (a key written twice is an error)."""
+    try:
+        return read_yaml(path, str(path.relative_to(ROOT))).data
+    except DataFileError as exc:
+        sys.exit(str(exc))
 
 
 def sha256(text: str) -> str:
@@ -127,7 +138,7 @@ def source_text(src: dict, seeds: Path) -> str:
 
 
 def manifest(seeds: Path) -> None:
-    layout = yaml.safe_load((ROOT / "tools" / "source_layout.yaml").read_text())
+    layout = _read(ROOT / "tools" / "source_layout.yaml")
     sources = []
     for s in layout["sources"]:
         text = source_text(s, seeds)
@@ -156,9 +167,9 @@ def _paragraph(src: dict, section: str, number: int) -> tuple[int, int]:
 
 
 def cite(seeds: Path) -> None:
-    sources = {s["id"]: s for s in yaml.safe_load((KNOWLEDGE / "sources.yaml").read_text())["sources"]}
+    sources = {s["id"]: s for s in _read(KNOWLEDGE / "sources.yaml")["sources"]}
     path = KNOWLEDGE / "citations.yaml"
-    doc = yaml.safe_load(path.read_text())
+    doc = _read(path)
     texts = {}
     for cid, c in doc["citations"].items():
         src = sources[c["source"]]
@@ -180,7 +191,7 @@ def cite(seeds: Path) -> None:
 
 
 def show(seeds: Path, source: str, section: str) -> None:
-    sources = {s["id"]: s for s in yaml.safe_load((KNOWLEDGE / "sources.yaml").read_text())["sources"]}
+    sources = {s["id"]: s for s in _read(KNOWLEDGE / "sources.yaml")["sources"]}
     src = sources[source]
     text = source_text(src, seeds)
     sec = next(s for s in src["sections"] if s["id"] == section)

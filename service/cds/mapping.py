@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 
 from service.engine.model import Finding, KnowledgeBase
-from service.knowledge.yamlfile import load_yaml
+from service.knowledge.schemas import Mapping as MappingOf
+from service.knowledge.schemas import Nested, Str, Strict, shape_problems
+from service.knowledge.yamlfile import parse_yaml, yaml_path, yaml_problem
 
 BUNDLED = Path(__file__).resolve().parent.parent / "knowledge" / "fhir_mapping.yaml"
 PREFETCH_KEYS = ("patient", "observations", "conditions")
@@ -53,35 +55,75 @@ class Mapping:
         return self.systems["triage"]
 
 
+class Version(Str):
+    """A site's own version label: `3` or `2026.12` unquoted read as numbers, so numbers are taken too."""
+
+    default_error_messages = {"invalid": "must be a string or a number"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _ObservationEntry(Strict):
+    display = Str(required=True)
+    finding = Str(required=True)
+    member = Str()
+    answers = MappingOf(Str())  # coding (alias|code) -> value of the finding
+
+
+class _ConditionEntry(Strict):
+    display = Str(required=True)
+    finding = Str(required=True)
+    member = Str()
+    value = Str()
+
+
+class _Prefetch(Strict):
+    patient = Str(required=True)
+    observations = Str(required=True)
+
+
+class MappingFile(Strict):
+    """The shape of a mapping file; what the codes, findings and values mean is checked after it."""
+
+    version = Version()
+    systems = MappingOf(Str(), required=True)  # alias -> code system URL
+    prefetch = Nested(_Prefetch, required=True)
+    observations = MappingOf(Nested(_ObservationEntry), allow_none=True)  # alias|code -> entry
+    conditions = MappingOf(Nested(_ConditionEntry), allow_none=True)
+
+
 def load_mapping(kb: KnowledgeBase, path: str | Path | None = None) -> Mapping:
-    """Load and check a mapping file against the knowledge base's findings."""
-    raw_bytes = Path(path or BUNDLED).read_bytes()
+    """Load and check a mapping file against the knowledge base's findings; MappingError lists every problem."""
+    file = Path(path or BUNDLED)
+    name = str(path) if path else BUNDLED.name  # each problem names the file
     try:
-        raw = load_yaml(raw_bytes)
+        raw_bytes = file.read_bytes()
+        doc = parse_yaml(raw_bytes)
+    except OSError as exc:
+        raise MappingError(f"{name}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except yaml.YAMLError as exc:
-        raise MappingError(f"mapping file is not valid YAML: {exc}") from exc
+        raise MappingError(f"invalid FHIR mapping:\n  {name}: {yaml_problem(exc)}") from None
+    shape = shape_problems(MappingFile(), doc, name)
+    if shape:
+        raise MappingError("invalid FHIR mapping:\n  " + "\n  ".join(shape))
+    raw = doc.data
     problems: list[str] = []
-    if not isinstance(raw, dict):
-        raise MappingError("mapping file must be a YAML mapping")
-    _expect_keys(raw, {"version", "systems", "prefetch", "observations", "conditions"}, "mapping", problems)
-    systems = raw.get("systems") or {}
-    if not isinstance(systems, dict) or "triage" not in systems:
+    systems = raw["systems"]
+    if "triage" not in systems:
         problems.append("systems must name the service's own code system as 'triage'")
-        systems = {}
     observations = _entries(raw.get("observations") or {}, "observations", systems, kb, problems)
     conditions = _entries(raw.get("conditions") or {}, "conditions", systems, kb, problems)
-    prefetch = dict(raw.get("prefetch") or {})
-    for key in ("patient", "observations"):
-        if not isinstance(prefetch.get(key), str):
-            problems.append(f"prefetch.{key}: a FHIR query template is required")
-    _expect_keys(prefetch, {"patient", "observations"}, "prefetch", problems)
+    prefetch = dict(raw["prefetch"])
     if problems:
-        raise MappingError("invalid FHIR mapping:\n  " + "\n  ".join(problems))
+        raise MappingError("invalid FHIR mapping:\n  " + "\n  ".join(f"{name}: {p}" for p in problems))
     prefetch["conditions"] = _conditions_query(conditions)
     return Mapping(
         version=str(raw.get("version", "")),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
-        systems={str(k): str(v) for k, v in systems.items()},
+        systems=dict(systems),
         observations=observations,
         conditions=conditions,
         prefetch=prefetch,
@@ -91,12 +133,6 @@ def load_mapping(kb: KnowledgeBase, path: str | Path | None = None) -> Mapping:
 def _conditions_query(conditions: dict[Token, Entry]) -> str:
     codes = ",".join(f"{system}|{code}" for system, code in conditions)
     return "Condition?patient={{context.patientId}}" + (f"&code={codes}" if codes else "")
-
-
-def _expect_keys(node: dict[str, Any], allowed: set[str], where: str, problems: list[str]) -> None:
-    for key in node:
-        if key not in allowed:
-            problems.append(f"{where}: unknown key {key!r}")
 
 
 def _token(text: Any, systems: dict[str, str], where: str, problems: list[str]) -> Token | None:
@@ -114,17 +150,9 @@ def _entries(
     raw: dict[str, Any], section: str, systems: dict[str, str], kb: KnowledgeBase, problems: list[str]
 ) -> dict[Token, Entry]:
     entries: dict[Token, Entry] = {}
-    if not isinstance(raw, dict):
-        problems.append(f"{section}: must map system|code to an entry")
-        return entries
-    for key, spec in raw.items():
-        where = f"{section}.{key}"
+    for key, spec in raw.items():  # shapes and types already checked (MappingFile)
+        where = yaml_path((section, key))
         token = _token(key, systems, where, problems)
-        if not isinstance(spec, dict):
-            problems.append(f"{where}: must be a mapping")
-            continue
-        allowed = {"display", "finding", "member", "answers" if section == "observations" else "value"}
-        _expect_keys(spec, allowed, where, problems)
         entry = _entry(token, spec, section, where, systems, kb, problems)
         if token and entry:
             entries[token] = entry

@@ -39,6 +39,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.cds.replay import ReplayStore, SqliteReplayStore
+from service.knowledge.yamlfile import load_yaml, yaml_problem
 
 __all__ = [
     "ALGORITHMS",
@@ -170,11 +171,11 @@ def load_trust_file(path: str | os.PathLike) -> list[Issuer]:
     """
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml(path.read_bytes())  # refuses a key written twice, as every data file does
     except OSError as exc:
         raise ValueError(f"trust file {path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
-    except yaml.YAMLError:
-        raise ValueError(f"trust file {path}: not valid YAML/JSON") from None
+    except yaml.YAMLError as exc:  # the problem and where (path or line), never a snippet of the file
+        raise ValueError(f"trust file {path}: {yaml_problem(exc)}") from None
 
     if not isinstance(doc, dict):
         raise ValueError(f"trust file {path}: must be a mapping with an 'issuers' list")

@@ -166,7 +166,11 @@ class _Writer:
             **self.constants,
         }
         # Only names and repr() literals written above go into the source: no knowledge text is code.
-        exec(compile(source, "<knowledge reader>", "exec"), namespace)
+        # Bandit waiver (B102, exec): the knowledge base's finding paths enter only through repr(), as
+        # string literals, and masks and value tables only as names bound in `namespace`; no request
+        # value is in the source. tests/test_engine_equivalence.py holds the result to the plain engine.
+        code = compile(source, "<knowledge reader>", "exec")
+        exec(code, namespace)  # nosec B102 # names and repr() only: see the waiver above
         return namespace["read"], source
 
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from marshmallow import Schema
 
 from service.engine.logic import All, Any_, AtLeast, Atom, Condition
 from service.engine.model import (
@@ -24,10 +24,12 @@ from service.engine.model import (
     Rule,
     Scope,
 )
-from service.knowledge.yamlfile import load_yaml
+from service.knowledge.schemas import KNOWLEDGE_SCHEMAS, CoverageFile, shape_problems
+from service.knowledge.yamlfile import DataFileError, read_yaml
 
 BUNDLED = Path(__file__).resolve().parent
 FILES = ("sources", "citations", "findings", "catalog", "rules")
+COVERAGE_FILE = "coverage.yaml"  # optional; read by the coverage report, its shape checked here with the rest
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 OPS = {
     "tri": {"is", "in", "unknown"},
@@ -56,8 +58,35 @@ def load_knowledge(folder: Path | str | None = None) -> KnowledgeBase:
     """The knowledge base in `folder`; without one, the bundled base, parsed once per process."""
     if not folder:
         return _bundled()
-    docs = {name: _read_yaml(Path(folder) / f"{name}.yaml") for name in FILES}
+    folder = Path(folder)
+    docs: dict[str, Any] = {}
+    problems: list[str] = []
+    for name in FILES:
+        docs[name], found = read_checked(folder / f"{name}.yaml", KNOWLEDGE_SCHEMAS[name])
+        problems += found
+    if (folder / COVERAGE_FILE).is_file():
+        problems += read_checked(folder / COVERAGE_FILE, CoverageFile)[1]
+    # Shape first, every file: the builder below may then rely on keys and types being as declared.
+    if problems:
+        raise KnowledgeError(problems)
     return _Builder(docs).build()
+
+
+def read_checked(path: Path, schema: type[Schema]) -> tuple[Any, list[str]]:
+    """A knowledge file's content and every problem with its shape, each as `file: path: message`."""
+    try:
+        doc = read_yaml(path, path.name)
+    except DataFileError as exc:
+        return None, exc.problems
+    return doc.data, shape_problems(schema(), doc, path.name)
+
+
+def _read_yaml(path: Path) -> Any:
+    """One knowledge file (sources, citations, ...), its shape checked: bench/engine.py builds on these."""
+    data, problems = read_checked(path, KNOWLEDGE_SCHEMAS[path.stem])
+    if problems:
+        raise KnowledgeError(problems)
+    return data
 
 
 @functools.cache
@@ -69,13 +98,6 @@ def _bundled() -> KnowledgeBase:
 def canonical_hash(docs: dict[str, Any]) -> str:
     blob = json.dumps(docs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise KnowledgeError([f"{path.name}: cannot read: {exc}"]) from exc
 
 
 class _Builder:
@@ -350,7 +372,8 @@ class _Builder:
         # for a finding never answers below it (the always-true baseline cites its minor-strain clause).
         rank = list(self.levels).index(rule.level)
         for c in rule.citations:
-            if rule.when.atoms() and c.urgency and list(self.levels).index(c.urgency) < rank:
+            # (an unknown urgency is reported with its citation)
+            if rule.when.atoms() and c.urgency in self.levels and list(self.levels).index(c.urgency) < rank:
                 self.problem(f"{owner}: cites {c.id}, whose words mean {c.urgency}, but sets {rule.level}")
 
     def _tests_normal(self, atom: Atom) -> bool:
