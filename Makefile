@@ -29,18 +29,11 @@ $(SCAN_STAMP): tools/scan-requirements.txt
 install: $(STAMP)
 
 # Serves on 127.0.0.1:$(PORT) with gunicorn. With the source texts beside the project, every
-# citation is verified against them at start-up.
+# citation is verified against them at start-up. Without a credentials file it serves in open mode
+# (TRIAGE_API_OPEN=true unless set); gunicorn reads and checks every setting and says which modes are on.
 run: $(STAMP)
-	@if [ -d "$(SEEDS)" ]; then echo "verifying citations against $(SEEDS)"; fi
-	@case "$$TRIAGE_CDS_AUTH_DISABLED" in 1|true|True|TRUE) \
-		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
-		echo "!!  TRIAGE_CDS_AUTH_DISABLED is on: CDS Hooks calls are NOT authenticated.     !!"; \
-		echo "!!  Local development only. Unset it before exposing this port to anyone.    !!"; \
-		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";; esac
-	@if [ -z "$$TRIAGE_API_KEYS_FILE$$TRIAGE_API_JWT_TRUST_FILE" ]; then \
-		echo "open mode: /v1, /metrics and the docs answer without credentials on 127.0.0.1 only (TRIAGE_API_OPEN)"; fi
 	TRIAGE_SOURCE_TEXTS_DIR=$(if $(wildcard $(SEEDS)),$(abspath $(SEEDS)),) PORT=$(PORT) \
-		TRIAGE_API_OPEN=$${TRIAGE_API_OPEN:-$$([ -z "$$TRIAGE_API_KEYS_FILE$$TRIAGE_API_JWT_TRUST_FILE" ] && echo true || echo false)} \
+		$(if $(TRIAGE_API_KEYS_FILE)$(TRIAGE_API_JWT_TRUST_FILE),,TRIAGE_API_OPEN=$${TRIAGE_API_OPEN:-true}) \
 		exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'service:create_app()'
 
 # The live-server tests need nginx and redis-server, the benchmark smoke test wrk (installed here when missing and

@@ -140,11 +140,29 @@ def on_starting(server):
               file=sys.stderr)  # fmt: skip
         on_exit(server)
         sys.exit(2)
+    _announce_open_modes()
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(metrics_dir, exist_ok=True)
     for name in os.listdir(metrics_dir):  # samples from an earlier run would be summed in
         if name.endswith(".db"):
             os.remove(os.path.join(metrics_dir, name))
+
+
+def _announce_open_modes():
+    # Loud on the terminal, from the typed settings (a spelling of "true" gunicorn reads is the one shown).
+    if SETTINGS.get("CDS_AUTH_DISABLED"):
+        banner = [
+            "!" * 80,
+            "!!  TRIAGE_CDS_AUTH_DISABLED is on: CDS Hooks calls are NOT authenticated. Local",
+            "!!  development only; unset it before exposing this port to anyone.",
+            "!" * 80,
+        ]
+        print("\n".join(banner), file=sys.stderr)
+    if SETTINGS.get("API_OPEN"):
+        print("open mode: /v1, /metrics and the docs answer without credentials, on loopback only "
+              "(TRIAGE_API_OPEN)", file=sys.stderr)  # fmt: skip
+    if SETTINGS.get("SOURCE_TEXTS_DIR"):
+        print("verifying every citation against the source texts (TRIAGE_SOURCE_TEXTS_DIR)", file=sys.stderr)
 
 
 def pre_fork(server, worker):

@@ -16,7 +16,10 @@ import flask
 import orjson
 import structlog
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A caller's X-Request-ID is honoured only as an opaque id: a UUID, or 32 hex digits (nginx's $request_id).
+# Free text ("smith-mrn-12345") would be written to every log line of the call, so it is replaced.
+_HEX = "[0-9a-fA-F]"
+REQUEST_ID = re.compile(rf"^(?:[0-9a-f]{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})$")
 _CONVERTER = re.compile(r"<(?:[^<>]*:)?([^<>:]+)>")
 
 

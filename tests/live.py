@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,11 @@ NGINX_INSTALL = (
 
 
 # --- ports, processes -------------------------------------------------------------------------------
+
+
+def request_id(label: str) -> str:
+    """A well-formed X-Request-ID (a UUID, as service/logs.py accepts) that stands for `label`, always the same."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"legraise-test:{label}"))
 
 
 def free_port() -> int:
@@ -676,11 +682,11 @@ class LoadRun:
 
     def _one(self, conn: http.client.HTTPConnection, index: int, number: int, started: float) -> Outcome:
         job = self.jobs[index]
-        request_id = f"{self.id_prefix}-{index}"
-        headers = {"X-Request-ID": request_id}
+        rid = request_id(f"{self.id_prefix}-{index}")
+        headers = {"X-Request-ID": rid}
         if job.body is not None:
             headers["Content-Type"] = "application/json"
-        outcome = Outcome(index=index, thread=number, request_id=request_id, started=started, ended=0.0)
+        outcome = Outcome(index=index, thread=number, request_id=rid, started=started, ended=0.0)
         try:
             if conn.sock is None:
                 conn.connect()

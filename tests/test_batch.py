@@ -22,6 +22,7 @@ from service.access import key_hash
 from service.audit import findings_fingerprint
 from service.config import DefaultConfig
 from tests.bad_json import BAD_JSON
+from tests.live import request_id
 from tests.logcapture import all_logged, events
 from tests.test_api_errors import assert_problem
 
@@ -291,13 +292,13 @@ def decisions_counted(channel: str, kb: Any) -> float:
 def test_one_audit_event_per_answered_case(client, logs, kb):
     cases = [TRIAGE_REQUEST, {"findings": {"bladdr": "retention"}}, {"findings": {"bladder": "retention"}}, None]
     before = decisions_counted("batch", kb)
-    body = batch_ok(post(client, {"cases": cases}, headers={"X-Request-ID": "batch-audit-1"}))
+    body = batch_ok(post(client, {"cases": cases}, headers={"X-Request-ID": request_id("batch-audit-1")}))
     found = events(logs, "triage_decision")
     answered = [r["answer"] for r in body["results"] if r["status"] == 200]
     assert len(found) == len(answered) == 2
     for event, case, answer in zip(found, (cases[0], cases[2]), answered, strict=True):
         assert event["channel"] == "batch"
-        assert event["request_id"] == "batch-audit-1"
+        assert event["request_id"] == request_id("batch-audit-1")
         assert event["triage_level"] == answer["triage"]["level"]
         assert event["rules"] == [t["rule"] for t in answer["trace"]]
         assert event["knowledge_sha256"] == kb.sha256

@@ -15,7 +15,7 @@ import requests
 from tests.fhir_cases import bundle, hook_call, observation, observations_for
 from tests.fhir_stub import FhirStub
 from tests.jwt_helpers import SigningKey, make_es384_key, mint
-from tests.live import LOOPBACK, Replica, free_port, json_lines, running
+from tests.live import LOOPBACK, Replica, free_port, json_lines, request_id, running
 from tests.scenarios import exam
 
 ISSUER = "https://ehr.test.invalid/"
@@ -71,7 +71,7 @@ def test_cds_calls_keep_patient_data_and_tokens_out_of_the_log(stack):
         if token is None:
             token = mint(key, iss=ISSUER, aud=server.url + path)
         tokens.append(token)
-        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": f"cds-canary-{len(tokens)}"}
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id(f"cds-canary-{len(tokens)}")}
         return requests.post(server.url + path, json=body, headers=headers, timeout=TIMEOUT)
 
     prefetched = hook_call(
@@ -123,7 +123,7 @@ def test_cds_calls_keep_patient_data_and_tokens_out_of_the_log(stack):
         text = server.log_text()
         events = json_lines(text, strict=True)
         logged = {e.get("request_id") for e in events if e.get("event") == "request"}
-        if len(logged & {f"cds-canary-{i}" for i in range(1, len(tokens) + 1)}) == len(tokens):
+        if len(logged & {request_id(f"cds-canary-{i}") for i in range(1, len(tokens) + 1)}) == len(tokens):
             break
         assert time.monotonic() < deadline, "not every call was logged"
         time.sleep(0.2)

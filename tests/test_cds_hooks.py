@@ -314,7 +314,8 @@ def test_spec_example_against_a_fhir_server_gives_one_card(fhir_stub):
     ("example", "override_reason"),
     [
         (SPEC_FEEDBACK_ACCEPTED, None),
-        (SPEC_FEEDBACK_OVERRIDDEN, "https://example.com/cds-hooks/override-reason-system|d7ecf885"),
+        # Issue 20: a reason the card did not offer may be free text, so it is logged as "other".
+        (SPEC_FEEDBACK_OVERRIDDEN, "other"),
     ],
     ids=["accepted", "overridden"],
 )
@@ -328,6 +329,16 @@ def test_spec_feedback_examples_are_recorded_without_the_comment(cds, logs, exam
     assert event["outcome"] == item["outcome"]
     assert event["override_reason"] == override_reason
     assert "A comment entered by the clinician" not in all_logged(logs)
+
+
+def test_feedback_logs_an_offered_reason_by_its_code(cds, logs):
+    item = copy.deepcopy(SPEC_FEEDBACK_OVERRIDDEN["feedback"][0])
+    offered = the_card(cds.post(SERVICE_URL, json=call_for(exam({"bladder": "retention"}))))["overrideReasons"]
+    item["overrideReason"]["reason"] = {"system": offered[1]["system"], "code": offered[1]["code"]}
+    wrong_system = copy.deepcopy(item)
+    wrong_system["overrideReason"]["reason"]["system"] = "https://ehr.example/reasons"
+    assert cds.post(FEEDBACK_URL, json={"feedback": [item, wrong_system]}).status_code == 200
+    assert [e["override_reason"] for e in events(logs, "cds_feedback")] == ["override-findings-outdated", "other"]
 
 
 def test_feedback_logs_one_event_per_item(cds, logs):

@@ -30,6 +30,7 @@ from tests.live import (
     nginx_binary,
     process_gone,
     read_response,
+    request_id,
     served_by,
     start_nginx,
     start_replicas,
@@ -127,7 +128,8 @@ def test_sigterm_completes_requests_in_flight(tmp_path):
             sock = stack.enter_context(socket.create_connection((LOOPBACK, server.port), timeout=REQUEST_TIMEOUT))
             head = (
                 f"POST /v1/triage HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nX-Request-ID: inflight-{len(sockets)}\r\nConnection: close\r\n\r\n"
+                f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id('inflight-' + str(len(sockets)))}\r\n"
+                "Connection: close\r\n\r\n"
             )
             sock.sendall(head.encode() + body[: len(body) // 2])
             sockets.append(sock)
@@ -173,7 +175,7 @@ def test_sigterm_completes_requests_in_flight(tmp_path):
 
     for number, ((status, headers, body), request) in enumerate(zip(answers, requests_, strict=True)):
         assert status == 200, f"request {number}: {status} {body[:300]!r}"
-        assert headers.get("X-Request-ID") == f"inflight-{number}"
+        assert headers.get("X-Request-ID") == request_id(f"inflight-{number}")
         assert json.loads(body) == engine_answer(request), f"request {number}: wrong answer"
     if probe_connected:
         assert probe_bytes == b"", f"a connection opened after SIGTERM was served: {probe_bytes!r}"

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.live import START_TIMEOUT, Replica, json_lines, running, spawn_replica
+from tests.live import request_id as live_request_id
 
 TIMEOUT = 5  # seconds, for every request once the server is up
 
@@ -65,7 +66,7 @@ def test_no_request_content_reaches_the_log(server):
     tagged: list[str] = []  # request ids we set, to prove those requests were logged at all
 
     def send(method: str, path: str, **kwargs: Any) -> requests.Response:
-        request_id = f"canary-test-{len(tagged)}"
+        request_id = live_request_id(f"canary-test-{len(tagged)}")
         tagged.append(request_id)
         headers = {"X-Request-ID": request_id, **kwargs.pop("headers", {})}
         return requests.request(method, url + path, headers=headers, timeout=TIMEOUT, **kwargs)
@@ -124,9 +125,11 @@ def test_no_request_content_reaches_the_log(server):
     for event in requests_logged:
         assert {"request_id", "route", "status"} <= event.keys(), event
     by_id = {e["request_id"]: e for e in requests_logged}
-    assert by_id["canary-test-5"]["route"] == "/v1/triage"
-    assert by_id["canary-test-5"]["status"] == 400  # the route template is logged, never the query string
-    assert by_id["canary-test-0"]["status"] == 422
+    assert by_id[live_request_id("canary-test-5")]["route"] == "/v1/triage"
+    assert (
+        by_id[live_request_id("canary-test-5")]["status"] == 400
+    )  # the route template is logged, never the query string
+    assert by_id[live_request_id("canary-test-0")]["status"] == 422
 
     decisions = [e for e in events if e.get("event") == "triage_decision"]
     assert decisions
@@ -138,7 +141,7 @@ def test_no_request_content_reaches_the_log(server):
 
 
 def test_decision_log_records_the_triage_level(server):
-    request_id = f"decision-{uuid.uuid4().hex[:8]}"
+    request_id = str(uuid.uuid4())
     response = requests.post(
         f"{server.url}/v1/triage",
         json={"findings": {"bladder": "retention"}},

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from service import logs
+from tests.live import request_id
 from tests.scenarios import exam
 
 VALID = {"findings": exam({"slr.result": "weak"})}
@@ -69,10 +70,10 @@ def test_a_line_outside_a_request_is_written_at_once(writes):
 def test_a_line_is_stamped_with_its_request_level_and_utc_time(client, writes, monkeypatch):
     # The stamping step stands in for structlog's merge_contextvars, add_log_level and TimeStamper.
     monkeypatch.setattr(logs.time, "time", lambda: 1764657925.25)  # 2025-12-02T06:45:25.25 UTC
-    response = client.post("/v1/triage", json=VALID, headers={"X-Request-ID": "stamp-1"})
+    response = client.post("/v1/triage", json=VALID, headers={"X-Request-ID": request_id("stamp-1")})
     decision, request = writes[0]
     for line in (decision, request):
-        assert line["request_id"] == "stamp-1" == response.headers["X-Request-ID"]
+        assert line["request_id"] == request_id("stamp-1") == response.headers["X-Request-ID"]
         assert line["level"] == "info"
         assert line["timestamp"] == "2025-12-02T06:45:25.250000Z"
 

@@ -167,7 +167,7 @@ def _p99(port: int, count: int = 100, interval: float = 0.015) -> float:
 FHIR_DELAY = 8.0  # longer than the call's deadline (CDS_FHIR_DEADLINE_SECONDS, 4 s)
 SLOW_CALLS = 12
 # The p99 compared is of ~1 ms requests on a shared machine: below this floor a doubling is noise.
-P99_FLOOR = 0.025
+P99_FLOOR = 0.05
 
 
 def test_slow_fhir_reads_do_not_starve_triage(tmp_path: Path) -> None:

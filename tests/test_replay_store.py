@@ -21,7 +21,7 @@ import requests
 from service.cds.replay import ReplayStoreUnavailable, SqliteReplayStore, open_store
 from tests.fhir_cases import call_for
 from tests.jwt_helpers import SigningKey, make_es384_key, mint
-from tests.live import LOOPBACK, free_port, json_lines, running, start_replicas, wait_until
+from tests.live import LOOPBACK, free_port, json_lines, request_id, running, start_replicas, wait_until
 from tests.redis_server import RedisServer
 from tests.scenarios import exam
 
@@ -111,18 +111,18 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SigningKey]:
     return folder / "trust.yaml", key
 
 
-def _post(port: int, token: str, request_id: str) -> int:
+def _post(port: int, token: str, label: str) -> int:
     # A fresh connection for every call: the kernel hands each to whichever worker accepts first.
-    headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id, "Connection": "close"}
+    headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id(label), "Connection": "close"}
     return requests.post(f"http://{LOOPBACK}:{port}{SERVICE}", json=CALL, headers=headers, timeout=TIMEOUT).status_code
 
 
 CALL = call_for(exam({"bladder": "retention"}))
 
 
-def _pids(log_text: str, request_ids: set[str]) -> set[int]:
-    events = json_lines(log_text)
-    return {e["pid"] for e in events if e.get("event") == "request" and e.get("request_id") in request_ids}
+def _pids(log_text: str, labels: set[str]) -> set[int]:
+    ids = {request_id(label) for label in labels}
+    return {e["pid"] for e in json_lines(log_text) if e.get("event") == "request" and e.get("request_id") in ids}
 
 
 def test_a_replay_is_refused_by_every_worker_of_a_replica(tmp_path: Path, trust: tuple[Path, SigningKey]) -> None:

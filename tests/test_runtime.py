@@ -66,7 +66,18 @@ def test_api_keys_under_gunicorn(tmp_path):
         )
         assert allowed.status_code == 200 and allowed.json()["triage"]["level"] == "emergency"
         assert requests.get(f"{server.url}/readyz", timeout=TIMEOUT).status_code == 200
-    assert "s3cret-key-1" not in server.log_text()
+    log = server.log_text()
+    assert "s3cret-key-1" not in log
+    assert "open mode" not in log and "NOT authenticated" not in log
+
+
+def test_gunicorn_announces_open_modes_as_its_settings_read_them(tmp_path):
+    # The warning comes from the typed settings (any spelling of true), not from the Makefile's shell.
+    with running(tmp_path, {"TRIAGE_API_OPEN": "Yes", "TRIAGE_CDS_AUTH_DISABLED": "On"}) as server:
+        assert requests.get(f"{server.url}/cds-services", timeout=TIMEOUT).status_code == 200
+    log = server.log_text()
+    assert "CDS Hooks calls are NOT authenticated" in log
+    assert "open mode: /v1" in log
 
 
 def test_metrics_are_summed_across_workers(tmp_path):

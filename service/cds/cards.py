@@ -36,6 +36,8 @@ OVERRIDE_REASONS = (
     ("findings-incorrect", "The recorded findings are wrong"),
     ("clinical-judgement", "Clinical judgement differs (documented in the record)"),
 )
+# (system, code) of each reason a card offers: what CDS feedback may name and the audit log records.
+OFFERED_REASONS = frozenset((OWN_SYSTEM, f"override-{code}") for code, _ in OVERRIDE_REASONS)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
 
 

@@ -15,6 +15,7 @@ import flask
 
 from schemas.cds import CdsRequest, CdsResponse, Discovery, FeedbackRequest, OperationOutcome
 from service.audit import audit_decision
+from service.cds.cards import OFFERED_REASONS
 from service.cds.extract import WrongPatient
 from service.cds.fhir_out import operation_outcome
 from service.cds.prefetch import DataUnavailable, InvalidPrefetch
@@ -74,6 +75,14 @@ def _reply(body: dict[str, Any], status: int = 200, headers: dict[str, str] | No
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def _logged_reason(reason: dict[str, Any] | None) -> str | None:
+    # A code the card offered is one of a known few; anything else an EHR sends may be free text, so
+    # it is logged as "other", never verbatim.
+    if not reason:
+        return None
+    return reason["code"] if (reason.get("system"), reason.get("code")) in OFFERED_REASONS else "other"
 
 
 def _known(service_id: str) -> None:
@@ -142,8 +151,9 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
 def cds_feedback(body: dict[str, Any], service_id: str) -> flask.Response:
     """Feedback on a card
 
-    One audit event per item: card uuid, outcome, override reason code and the number of accepted
-    suggestions. Comments and anything else about the patient are never logged.
+    One audit event per item: card uuid, outcome, override reason (one of the codes the card
+    offered, else "other") and the number of accepted suggestions. Comments and anything else about
+    the patient are never logged.
     """
     _known(service_id)
     for item in body["feedback"]:
@@ -152,7 +162,7 @@ def cds_feedback(body: dict[str, Any], service_id: str) -> flask.Response:
             "cds_feedback",
             card=item["card"],
             outcome=item["outcome"],
-            override_reason=f"{reason['system']}|{reason['code']}" if reason else None,
+            override_reason=_logged_reason(reason),
             accepted_suggestions=len(item.get("acceptedSuggestions", [])),
         )
     return flask.Response(status=200, mimetype="text/plain")
