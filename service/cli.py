@@ -23,6 +23,10 @@ change with the rules responsible, and adds the change to the case's record.
 Exit status: 0 when every line was answered and no case got less urgent; 1 when a case got less
 urgent under --compare (unless --allow-downgrade); 3 when some lines were bad (and nothing got
 less urgent); 2 for a usage error or a knowledge base that does not load.
+
+Like the service, every command reads the TRIAGE_* settings first (service/settings.py): an unknown
+name or a bad value stops it (exit 2). --knowledge defaults to TRIAGE_KNOWLEDGE_DIR (else the bundled
+knowledge) and `knowledge check --texts` to TRIAGE_SOURCE_TEXTS_DIR: the knowledge the service would load.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from service.engine import evaluate
 from service.knowledge import KnowledgeError, load_knowledge
 from service.knowledge.loader import BUNDLED
 from service.knowledge.texts import verify_texts
+from service.settings import SettingsError, from_environment
 
 DOWNGRADE, BAD_LINES, USAGE = 1, 3, 2
 MAPPING_FILE = "fhir_mapping.yaml"
@@ -69,6 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph.add_argument("-o", "--out", type=Path, required=True, help="the picture, .svg or .png")
     graph.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
     args = parser.parse_args(argv)
+    try:
+        settings = from_environment()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE
+    if args.knowledge is None and settings.get("KNOWLEDGE_DIR"):
+        args.knowledge = Path(settings["KNOWLEDGE_DIR"])
+    if getattr(args, "texts", False) is None and settings.get("SOURCE_TEXTS_DIR"):
+        args.texts = Path(settings["SOURCE_TEXTS_DIR"])
     if args.command == "knowledge":
         return _check(args) if args.action == "check" else _graph(args)
     return _evaluate(args)

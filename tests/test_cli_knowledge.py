@@ -6,6 +6,8 @@ none needs a reason in coverage.yaml, and a reason for a cited or unknown sectio
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +62,16 @@ def test_an_invalid_knowledge_base_is_refused_with_every_problem(tmp_path):
     done = check("--knowledge", str(folder))
     assert done.returncode == 2
     assert done.text.count("soonish") >= 2  # both rules named, not just the first
+
+
+def test_the_cli_reads_the_services_settings(tmp_path):
+    """Issue 20: the CLI reads TRIAGE_* as the service does: the knowledge it would load, checked the same
+    way, and a misspelt setting stops it with the variable named."""
+    folder = knowledge_with(tmp_path, old="level: emergency", new="level: soonish")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    cli = [sys.executable, "-m", "service", "knowledge", "check"]
+    run = functools.partial(subprocess.run, cli, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run(env={**env, "TRIAGE_KNOWLEDGE_DIR": str(folder)})
+    assert done.returncode == 2 and "soonish" in done.stderr  # the folder the setting names was checked
+    misspelt = run(env={**env, "TRIAGE_KNOWLEGDE_DIR": str(folder)})
+    assert misspelt.returncode == 2 and "TRIAGE_KNOWLEGDE_DIR: not a setting of this service" in misspelt.stderr

@@ -201,3 +201,22 @@ def test_slow_fhir_reads_do_not_starve_triage(tmp_path: Path) -> None:
     assert {status for status, _ in outcomes} == {412}, outcomes
     assert max(took for _, took in outcomes) < 4.0 + 1.5, outcomes  # the deadline, not FHIR_DELAY
     assert 2 <= len(stub.requests) <= 4, "the bulkhead let more reads wait than 2 per worker"
+
+
+def test_answers_nginx_makes_itself_are_problem_json(tmp_path: Path) -> None:
+    """Issue 20, item 10: nginx's own error pages were HTML; each is RFC 9457 problem+json now."""
+    nginx_binary()
+    with ExitStack() as stack:
+        (replica,) = start_replicas(stack, tmp_path, 1)
+        proxy = start_nginx(stack, tmp_path / "nginx", [replica.address])
+        base = f"http://{LOOPBACK}:{proxy.port}"
+        replies = {
+            404: requests.get(f"{base}/metrics", timeout=5),  # scraped per replica, not through the balancer
+            414: requests.get(f"{base}/{'a' * 9000}", timeout=5),
+            400: requests.get(f"{base}/livez", headers={"X-Big": "a" * 9000}, timeout=5),  # nginx's 494
+            413: requests.post(f"{base}{TRIAGE}", data=b"x" * (5 * 1024 * 1024), headers=JSON, timeout=10),
+        }
+    for status, reply in replies.items():
+        assert reply.status_code == status, (status, reply.text[:200])
+        assert reply.headers["Content-Type"] == "application/problem+json", (status, reply.headers)
+        assert reply.json()["status"] == status and "aaaa" not in reply.text
