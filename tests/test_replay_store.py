@@ -76,7 +76,14 @@ def test_sqlite_store_fails_closed_when_it_cannot_write(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["memcached://user:s3cret-pw@cache:11211", "sqlite://relative/path.db", "file:///tmp/x", "redis"]
+    "url",
+    [
+        "memcached://user:s3cret-pw@cache:11211",
+        "sqlite://relative/path.db",
+        "file:///tmp/x",
+        "redis",
+        "sqlite:///no-such-directory/replay.sqlite3",
+    ],
 )
 def test_an_unusable_store_setting_stops_start_up_without_echoing_it(url: str) -> None:
     with pytest.raises(ValueError, match="TRIAGE_REPLAY_STORE") as caught:

@@ -65,8 +65,11 @@ class SqliteReplayStore:
         self._pid = -1
         self._db: sqlite3.Connection | None = None
         self._next_purge = 0.0
-        if path != ":memory:":
-            self._connection()  # a bad path stops start-up, not the first call
+        if path != ":memory:":  # a bad path stops start-up, not the first call
+            try:
+                _open(path).close()  # no connection is kept: gunicorn forks workers from this process
+            except sqlite3.Error as exc:
+                raise ValueError(f"TRIAGE_REPLAY_STORE: the SQLite file cannot be opened ({exc})") from None
 
     def first_use(self, iss: str, jti: str, forget_at: float, now: float) -> bool:
         try:
@@ -86,16 +89,20 @@ class SqliteReplayStore:
         return inserted == 1
 
     def _connection(self) -> sqlite3.Connection:
-        # gunicorn forks workers from a master that built the app: a connection must not cross a fork.
+        # One connection per process, opened there: an SQLite connection must not cross a fork.
         if self._db is None or self._pid != os.getpid():
-            db = sqlite3.connect(self._path, timeout=TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-            db.isolation_level = "IMMEDIATE"  # take the write lock at BEGIN: no upgrade deadlocks
-            if self._path != ":memory:":
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # a crash may forget the last ids; tokens expire anyway
-            db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, forget_at REAL NOT NULL)")
-            self._db, self._pid = db, os.getpid()
+            self._db, self._pid = _open(self._path), os.getpid()
         return self._db
+
+
+def _open(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+    if path != ":memory:":
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a crash may forget the last ids; tokens expire anyway
+    db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, forget_at REAL NOT NULL)")
+    db.isolation_level = "IMMEDIATE"  # take the write lock at BEGIN: no upgrade deadlocks
+    return db
 
 
 class RedisReplayStore:
