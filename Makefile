@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 SCAN_VENV  ?= .venv-scan
 SCAN_STAMP := $(SCAN_VENV)/.installed-stamp
 
-.PHONY: install run test bench profile screenshot graph lint format openapi cite manifest lock clean
+.PHONY: install run test test-fast bench profile screenshot graph lint format openapi cite manifest lock clean
 
 # Creates or reuses .venv; reinstalls when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -43,6 +43,12 @@ test: $(STAMP) $(SCAN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SEEDS_DIR=$(abspath $(SEEDS)) SCAN_VENV=$(abspath $(SCAN_VENV)) $(BIN)/pytest
+
+# The unit and Flask test-client tier in well under a minute, on both cores: no live servers, browser,
+# SDKs, soak, benchmark, CLI subprocesses or scanners (pyproject.toml lists the markers), and property
+# tests draw a tenth of their examples. For the edit-test loop; `make test` is the whole suite.
+test-fast: $(STAMP)
+	SEEDS_DIR=$(abspath $(SEEDS)) TEST_TIER=fast $(BIN)/pytest -n 2 -m "not (live or browser or sdk or soak or bench or cli or scan)"
 
 # docs/performance.md and .png: HTTP against a control endpoint, engine scaling, zen-engine, batch,
 # CDS Hooks, cold start; every figure beside its yardstick. Not a test: the machine is shared.

@@ -17,10 +17,11 @@ import orjson
 
 from bench.workload import scenario_mix, typical_request
 from service import create_app
+from service.auth.guard import ROUTE_SCOPES
 from service.engine import evaluate
-from service.guard import ROUTE_SCOPES
+from service.jsoncodec import parse_strict_json
 from service.knowledge import load_knowledge
-from service.problem import parse_strict_json, read_whole_body
+from service.parsing import read_whole_body
 
 CONTROL = "/bench/control"
 

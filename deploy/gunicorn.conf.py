@@ -9,7 +9,7 @@ import tempfile
 
 import structlog
 
-from service.logs import level_number
+from service.logs.setup import level_number
 from service.serving import install as send_head_with_body
 from service.serving import install_problem_errors
 from service.settings import SettingsError, from_environment, server_from_environment
@@ -73,7 +73,7 @@ logconfig_dict = {
             ],
         }
     },
-    "filters": {"redact": {"()": "service.logs.GunicornRedactor"}},
+    "filters": {"redact": {"()": "service.logs.gunicorn.GunicornRedactor"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -93,7 +93,7 @@ if _own_metrics_dir:
         prefix="legraise-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
     )
 
-# The CDS JWT replay store every worker shares (service/cds/replay.py): Redis when configured (needed
+# The CDS JWT replay store every worker shares (service/auth/replay.py): Redis when configured (needed
 # for more than one replica), else one SQLite file in a fresh directory of this server's own.
 _own_replay_dir = None
 if not SETTINGS.get("REPLAY_STORE"):

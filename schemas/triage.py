@@ -7,7 +7,6 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.base import StrictInteger, StrictSchema, choice, choice_list, tri
-from schemas.fastpath import FastLoadSchema
 
 SENSORY_AREAS = ("anterior_thigh", "groin", "inner_thigh", "genital", "posterior_leg", "lower_leg", "foot")
 PAIN_LOCATIONS = ("low_back", "front_of_hip", "groin", "anterior_thigh", "posterior_leg", "both_legs")
@@ -106,16 +105,13 @@ class Findings(StrictSchema):
     other_weakness = tri("Weakness elsewhere in the leg: knee, ankle or foot (for example a foot drop).")
 
 
-class TriageRequest(FastLoadSchema, StrictSchema):
+class TriageRequest(StrictSchema):
     patient = fields.Nested(Patient)
     findings = fields.Nested(
         Findings,
         required=True,
         metadata={"description": "Exam findings. Every omitted finding is unknown, never absent."},
     )
-
-
-TriageRequest.compile_fast_path()
 
 
 # --- response -----------------------------------------------------------------------------------

@@ -7,17 +7,19 @@ from typing import Any
 import flask
 import yaml
 
+from service.auth.guard import SECURITY_SCHEMES, AccessDocs, init_access
 from service.cds.setup import as_list, build_cds
 from service.config import DefaultConfig
 from service.engine.model import KnowledgeBase
-from service.guard import SECURITY_SCHEMES, AccessDocs, init_access
 from service.knowledge import load_knowledge
 from service.knowledge.texts import verify_texts
-from service.logs import configure_logging, init_request_logging, log
+from service.logs.requests import init_request_logging
+from service.logs.setup import configure_logging, log
 from service.metrics import init_metrics
-from service.problem import ProblemApi
 from service.routes import KNOWLEDGE
 from service.settings import from_environment
+from service.smorest import ProblemApi
+from service.validation import ACCEPTORS, build_acceptors
 
 
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
@@ -70,6 +72,7 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
         return flask.Response(spec_yaml(api), mimetype="application/yaml")
 
     app.extensions["triage_api"] = api
+    app.extensions[ACCEPTORS] = build_acceptors(api.spec.to_dict())
     return app
 
 

@@ -7,9 +7,8 @@ import hashlib
 import hmac
 from typing import Any
 
-from service.encoding import canonical_json
-from service.engine.answer import Answer
-from service.logs import info_event
+from service.jsoncodec import canonical_json
+from service.logs.setup import log
 from service.metrics import record_decision
 
 
@@ -34,19 +33,17 @@ def _keyed(key: str) -> hmac.HMAC:
     return hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
 
 
-def audit_decision(channel: str, request: dict[str, Any], result: Answer, key: str = "") -> None:
+def audit_decision(channel: str, request: dict[str, Any], result: dict[str, Any], key: str = "") -> None:
     """Log the decision (request id comes from the log context) and count it in the metrics."""
     triage, knowledge = result["triage"], result["knowledge"]
-    info_event(
+    log.info(
         "triage_decision",
-        {
-            "channel": channel,
-            "triage_level": triage["level"],
-            "provisional": triage["provisional"],
-            "rules": result.rules,  # the trace's rules, in its order
-            "knowledge_version": knowledge["version"],
-            "knowledge_sha256": knowledge["sha256"],
-            "findings_fingerprint": findings_fingerprint(request, key),
-        },
+        channel=channel,
+        triage_level=triage["level"],
+        provisional=triage["provisional"],
+        rules=[entry["rule"] for entry in result["trace"]],  # the trace's rules, in its order
+        knowledge_version=knowledge["version"],
+        knowledge_sha256=knowledge["sha256"],
+        findings_fingerprint=findings_fingerprint(request, key),
     )
     record_decision(triage["level"], channel, knowledge["version"])

@@ -17,13 +17,13 @@ from marshmallow import ValidationError
 from schemas.triage import TriageRequest
 from service.engine import evaluate
 from service.engine.model import KnowledgeBase
-from service.strict_json import InvalidJSON, parse_strict_json
+from service.jsoncodec import InvalidJSON, parse_strict_json
 
 SCHEMA = TriageRequest()
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CaseResult:
     """One line's result: its answer, or why it has none (never the line's content)."""
 
     line: int
@@ -33,7 +33,7 @@ class Outcome:
     fields: dict[str, Any] | None = None  # marshmallow's messages by field, for a schema error
 
 
-def triage_lines(kb: KnowledgeBase, lines: Iterable[bytes]) -> Iterator[Outcome]:
+def triage_lines(kb: KnowledgeBase, lines: Iterable[bytes]) -> Iterator[CaseResult]:
     """Each non-blank line's outcome, in order, numbered from 1 as an editor numbers them."""
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -41,12 +41,12 @@ def triage_lines(kb: KnowledgeBase, lines: Iterable[bytes]) -> Iterator[Outcome]
         try:
             request = SCHEMA.load(parse_strict_json(raw))
         except InvalidJSON as exc:
-            yield Outcome(number, error=f"invalid JSON: {exc.reason}")
+            yield CaseResult(number, error=f"invalid JSON: {exc.reason}")
             continue
         except ValidationError as exc:
-            yield Outcome(number, error="does not match the request schema", fields=exc.messages)
+            yield CaseResult(number, error="does not match the request schema", fields=exc.messages)
             continue
-        yield Outcome(number, request, evaluate(kb, request))
+        yield CaseResult(number, request, evaluate(kb, request))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from typing import IO, Any
 import orjson
 from tqdm import tqdm
 
-from service.cases import Outcome, Tally, compare, triage_lines
+from service.cases import CaseResult, Tally, compare, triage_lines
 from service.cds.mapping import load_mapping
 from service.coverage import coverage, render
 from service.engine import evaluate
@@ -146,7 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return BAD_LINES if tally.bad_lines else 0
 
 
-def _record(outcome: Outcome, kb: Any, other: Any, tally: Tally, bar: tqdm) -> dict[str, Any]:
+def _record(outcome: CaseResult, kb: Any, other: Any, tally: Tally, bar: tqdm) -> dict[str, Any]:
     if outcome.answer is None:
         tally.bad_lines += 1
         note = f"line {outcome.line}: {outcome.error}" + (f" {_fields(outcome.fields)}" if outcome.fields else "")

@@ -15,7 +15,7 @@ from typing import Any
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from service.logs import route_template
+from service.logs.requests import route_template
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNCOUNTED = frozenset({"/metrics", "/livez", "/readyz"})  # scrapes and probes would drown the traffic

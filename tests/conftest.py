@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from service import create_app
@@ -52,13 +53,19 @@ def triage(kb):
 
 
 @pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture):
-    """The service's events and stdlib records logged during the test (tests/logcapture.py)."""
-    from service.logs import capture_events
+def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """The service's events (as written) and stdlib records logged during the test (tests/logcapture.py)."""
+    from service.logs.buffer import JsonLineLogger
     from tests.logcapture import Logged
 
     caplog.set_level(logging.INFO)
     logged = Logged(caplog)
-    capture_events(logged.captured)
-    yield logged
-    capture_events(None)
+    written = JsonLineLogger.msg
+
+    def recording(self: JsonLineLogger, message: bytes) -> None:
+        logged.captured.append(orjson.loads(message))
+        written(self, message)
+
+    for name in ("msg", "debug", "info", "warning", "warn", "error", "critical", "exception", "fatal", "log"):
+        monkeypatch.setattr(JsonLineLogger, name, recording)
+    return logged

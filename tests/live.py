@@ -546,8 +546,8 @@ def engine_answer(request: dict[str, Any]) -> Any:
 
 def clinical_findings() -> list[dict[str, Any]]:
     """A realistic mix: every scenario of tests/test_clinical_rules.py, as complete exams."""
+    from tests.clinical_cases import CASES
     from tests.scenarios import exam
-    from tests.test_clinical_rules import CASES
 
     return [exam(case.changes) for case in CASES]
 
@@ -575,7 +575,7 @@ def triage_jobs(count: int) -> list[Job]:
 
 
 @dataclass
-class Outcome:
+class Reply:
     index: int
     thread: int
     request_id: str
@@ -611,7 +611,7 @@ class LoadRun:
     threads: int = 8
     id_prefix: str = "load"
     timeout: float = REQUEST_TIMEOUT
-    outcomes: list[Outcome | None] = field(init=False)
+    outcomes: list[Reply | None] = field(init=False)
     _next: Iterator[int] = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
@@ -645,7 +645,7 @@ class LoadRun:
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._workers)
 
-    def join(self, timeout: float = 60.0) -> list[Outcome]:
+    def join(self, timeout: float = 60.0) -> list[Reply]:
         deadline = time.monotonic() + timeout
         for thread in self._workers:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -680,13 +680,13 @@ class LoadRun:
             if conn is not None:
                 conn.close()
 
-    def _one(self, conn: http.client.HTTPConnection, index: int, number: int, started: float) -> Outcome:
+    def _one(self, conn: http.client.HTTPConnection, index: int, number: int, started: float) -> Reply:
         job = self.jobs[index]
         rid = request_id(f"{self.id_prefix}-{index}")
         headers = {"X-Request-ID": rid}
         if job.body is not None:
             headers["Content-Type"] = "application/json"
-        outcome = Outcome(index=index, thread=number, request_id=rid, started=started, ended=0.0)
+        outcome = Reply(index=index, thread=number, request_id=rid, started=started, ended=0.0)
         try:
             if conn.sock is None:
                 conn.connect()
@@ -719,7 +719,7 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-def summarize(outcomes: Sequence[Outcome], limit: int = 10) -> str:
+def summarize(outcomes: Sequence[Reply], limit: int = 10) -> str:
     """A short account of the failed requests, for assertion messages."""
     bad = [o for o in outcomes if not o.ok]
     lines = [f"{len(bad)} of {len(outcomes)} requests failed"]

@@ -1,6 +1,6 @@
 """What a test logged: the service's own structlog events (before rendering) and stdlib records.
 
-The service's events go from structlog straight to stdout (service/logs.py), not through stdlib
+The service's events go from structlog straight to stdout (service/logs/), not through stdlib
 logging, so caplog alone would miss them; the `logs` fixture (tests/conftest.py) collects both.
 """
 

@@ -22,10 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.examples import TRIAGE_REQUEST
 from service import create_app
-from service.access import key_hash
 from service.audit import findings_fingerprint
-from service.guard import ROUTE_SCOPES, route_template
-from service.problem import PROBLEM_JSON
+from service.auth.guard import ROUTE_SCOPES, route_template
+from service.auth.policy import key_hash
+from tests.helpers import assert_problem, make_app, preflight
 from tests.jwt_helpers import SigningKey, make_es384_key, make_rs384_key, mint
 from tests.live import request_id
 from tests.logcapture import all_logged, events
@@ -41,18 +41,6 @@ RULE = "LV-BASELINE"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def make_app(**config: Any) -> flask.Flask:
-    return create_app({"TESTING": True, **config})
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body = response.get_json()
-    assert body["status"] == status
-    return body
-
-
 def assert_401(response: Any) -> None:
     assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer ")
@@ -444,7 +432,7 @@ def test_public_base_url_is_the_default_audience(jwt_setup):
 def test_every_route_has_a_declared_scope():
     app = make_app()
     routes = {route_template(rule.rule) for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
-    assert routes - set(ROUTE_SCOPES) == set(), "classify new routes in service.guard.ROUTE_SCOPES"
+    assert routes - set(ROUTE_SCOPES) == set(), "classify new routes in service.auth.guard.ROUTE_SCOPES"
     assert set(ROUTE_SCOPES) - routes == set(), "ROUTE_SCOPES names a route that does not exist"
     assert {ROUTE_SCOPES[r] for r in routes if r.startswith("/v1/")} <= {"triage", "knowledge"}
 
@@ -530,15 +518,7 @@ def test_security_headers_on_500(monkeypatch, logs):
 
 
 # --- 6. CORS ---------------------------------------------------------------------------------------
-def preflight(client: flask.testing.FlaskClient, origin: str, path: str = "/v1/triage") -> Any:
-    return client.options(
-        path,
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "X-API-Key, Content-Type",
-        },
-    )
+API_HEADERS = "X-API-Key, Content-Type"
 
 
 def allowed_headers(response: Any) -> set[str]:
@@ -548,7 +528,7 @@ def allowed_headers(response: Any) -> set[str]:
 
 def test_cors_preflight_from_an_allowed_origin():
     client = make_app(API_OPEN=True, CORS_ORIGINS=ORIGIN).test_client()
-    response = preflight(client, ORIGIN)
+    response = preflight(client, ORIGIN, "/v1/triage", API_HEADERS)
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert {"x-api-key", "content-type"} <= allowed_headers(response)
@@ -562,7 +542,7 @@ def test_cors_preflight_from_an_allowed_origin():
 def test_cors_preflight_needs_no_credentials(tmp_path):
     keys = write_keys(tmp_path, [key_entry("t", TRIAGE_KEY, ["triage"])])
     client = make_app(API_KEYS_FILE=keys, CORS_ORIGINS=ORIGIN).test_client()
-    response = preflight(client, ORIGIN)
+    response = preflight(client, ORIGIN, "/v1/triage", API_HEADERS)
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert_401(client.post("/v1/triage", json=TRIAGE_REQUEST, headers={"Origin": ORIGIN}))
@@ -573,7 +553,7 @@ def test_cors_preflight_needs_no_credentials(tmp_path):
 )
 def test_cors_other_origins_get_no_allow_origin(origin):
     client = make_app(API_OPEN=True, CORS_ORIGINS=ORIGIN).test_client()
-    response = preflight(client, origin)
+    response = preflight(client, origin, "/v1/triage", API_HEADERS)
     assert "Access-Control-Allow-Origin" not in response.headers
     assert (
         "Access-Control-Allow-Origin"
@@ -589,7 +569,7 @@ def test_cors_not_on_probes_or_metrics():
 
 def test_no_cors_by_default(open_client):
     for response in (
-        preflight(open_client, ORIGIN),
+        preflight(open_client, ORIGIN, "/v1/triage", API_HEADERS),
         open_client.post("/v1/triage", json=TRIAGE_REQUEST, headers={"Origin": ORIGIN}),
     ):
         assert not [h for h in response.headers if h[0].lower().startswith("access-control-")]

@@ -11,30 +11,11 @@ import pytest
 
 from schemas.triage import PAIN_LOCATIONS
 from tests.bad_json import BAD_JSON
+from tests.helpers import assert_problem
 
-PROBLEM = "application/problem+json"
 JSON = {"Content-Type": "application/json"}
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 VALID = {"findings": {"bladder": "retention"}}
-
-
-def assert_problem(response, status: int) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with the given status; returns its body."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == PROBLEM
-    body = response.get_json(force=True)
-    assert isinstance(body, dict)
-    assert {"type", "title", "status"} <= body.keys()
-    assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"]
-    assert isinstance(body["title"], str) and body["title"]
-    if "errors" in body:
-        for entry in body["errors"]:
-            assert set(entry) == {"field", "pointer", "detail"}
-            assert entry["pointer"].startswith("#")
-    # every response, error or not, carries the request id in the header and the body
-    assert body.get("request_id") == response.headers["X-Request-ID"]
-    return body
 
 
 def field_errors(body: dict[str, Any]) -> dict[str, dict[str, str]]:

@@ -18,13 +18,13 @@ from bench.workload import scenario_mix
 from schemas.batch import DEFAULT_MAX_CASES, BatchResponse
 from schemas.examples import TRIAGE_REQUEST
 from service import create_app
-from service.access import key_hash
 from service.audit import findings_fingerprint
+from service.auth.policy import key_hash
 from service.config import DefaultConfig
 from tests.bad_json import BAD_JSON
+from tests.helpers import assert_problem
 from tests.live import request_id
 from tests.logcapture import all_logged, events
-from tests.test_api_errors import assert_problem
 
 BATCH = "/v1/triage/batch"
 SINGLE = "/v1/triage"

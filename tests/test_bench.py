@@ -14,6 +14,8 @@ import pytest
 import bench.__main__ as bench_main
 from bench import report, stats
 
+pytestmark = pytest.mark.bench
+
 SECTIONS = (
     "## Summary",
     "## 1. HTTP",

@@ -12,7 +12,7 @@ from bench.zen import KeyedDecision, compare, decision_object, decision_table, z
 from schemas.triage import TriageRequest
 from service.engine import evaluate
 from service.knowledge import load_knowledge
-from tests.test_safety import requests_st
+from tests.helpers import examples, requests_st
 
 KB = load_knowledge()
 TABLE = decision_table(KB)
@@ -26,7 +26,7 @@ def test_zen_gives_our_level_on_the_scenario_mix(path):
         assert zen_level(decision, KB, request) == evaluate(KB, request)["triage"]["level"], request
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests_st())
 def test_zen_gives_our_level_on_generated_findings(request):
     request = TriageRequest().load(request)  # the same validated data the service evaluates

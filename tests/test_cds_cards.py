@@ -15,9 +15,9 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service import create_app
 from service.cds.fhir_out import EXT_CITATION, EXT_LEVEL, EXT_RULE, OWN_SYSTEM
+from tests.clinical_cases import CASES
 from tests.fhir_cases import SERVICE_URL, assessment, call_for, patient, walk
 from tests.scenarios import exam
-from tests.test_clinical_rules import CASES
 
 INDICATORS = {"emergency": "critical", "urgent": "warning", "routine": "info", "self_care": "info"}
 

@@ -18,6 +18,8 @@ from tests.jwt_helpers import SigningKey, make_es384_key, mint
 from tests.live import LOOPBACK, Replica, free_port, json_lines, request_id, running
 from tests.scenarios import exam
 
+pytestmark = pytest.mark.live
+
 ISSUER = "https://ehr.test.invalid/"
 SERVICE = "/cds-services/leg-raise-triage"
 TIMEOUT = 5  # seconds, for every request once the server is up

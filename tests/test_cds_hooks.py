@@ -38,6 +38,7 @@ from tests.fhir_cases import (
     walk,
 )
 from tests.fhir_stub import FhirStub, fhir_stub
+from tests.helpers import make_app, preflight
 from tests.jwt_helpers import JwksServer, SigningKey, make_es384_key, make_rs384_key, mint
 from tests.logcapture import all_logged, events
 from tests.scenarios import exam
@@ -100,19 +101,19 @@ SPEC_FEEDBACK_OVERRIDDEN: dict[str, Any] = {
 
 
 # --- apps and clients -----------------------------------------------------------------------------
-def make_app(**config: Any) -> flask.Flask:
-    return create_app({"TESTING": True, "CDS_AUTH_DISABLED": True, **config})
+def cds_app(**config: Any) -> flask.Flask:
+    return make_app(CDS_AUTH_DISABLED=True, **config)
 
 
 def stub_client(stub: FhirStub, **config: Any) -> flask.testing.FlaskClient:
     """A client whose service may read (over http) from the stub FHIR server."""
-    return make_app(CDS_FHIR_HOSTS=stub.host, CDS_FHIR_ALLOW_HTTP=True, **config).test_client()
+    return cds_app(CDS_FHIR_HOSTS=stub.host, CDS_FHIR_ALLOW_HTTP=True, **config).test_client()
 
 
 @pytest.fixture(scope="module")
 def cds() -> flask.testing.FlaskClient:
     """Auth disabled, no FHIR host allowed: everything must come from prefetch."""
-    return make_app().test_client()
+    return cds_app().test_client()
 
 
 @pytest.fixture
@@ -235,7 +236,7 @@ def serve(
     stub: FhirStub, patient_id: str, observations: list[dict[str, Any]], conditions: list[dict[str, Any]]
 ) -> dict[str, str]:
     """Stub answers for the observations and conditions queries of the bundled mapping."""
-    queries = discovery_queries(make_app().test_client(), patient_id)
+    queries = discovery_queries(cds_app().test_client(), patient_id)
     stub.add(queries["observations"], bundle(observations))
     stub.add(queries["conditions"], bundle(conditions))
     return queries
@@ -289,7 +290,7 @@ def test_spec_example_request_is_refused_for_a_prefetch_key_not_asked_for(cds, n
 
 def test_spec_example_with_patient_key_is_412_when_its_fhir_server_is_not_allowed(no_network):
     # http allowed, allow-list empty: the spec's host is refused before any lookup or connection.
-    client = make_app(CDS_FHIR_HOSTS="", CDS_FHIR_ALLOW_HTTP=True).test_client()
+    client = cds_app(CDS_FHIR_HOSTS="", CDS_FHIR_ALLOW_HTTP=True).test_client()
     call = copy.deepcopy(SPEC_CALL)
     call["prefetch"] = {"patient": call["prefetch"].pop("patientToGreet")}
     [issue] = issues(client.post(SERVICE_URL, json=call), 412)
@@ -413,7 +414,7 @@ def _fail_redirect(stub: FhirStub, query: str) -> None:
     ids=["500", "timeout", "redirect"],
 )
 def test_fhir_server_failures_are_412_processing(fhir_stub, answer, reason):
-    queries = discovery_queries(make_app().test_client(), PATIENT_ID)
+    queries = discovery_queries(cds_app().test_client(), PATIENT_ID)
     answer(fhir_stub, queries["observations"])
     client = stub_client(fhir_stub, CDS_FHIR_TIMEOUT_SECONDS=0.3)
     call = {**hook_call({"patient": patient(), "conditions": None}), **authorization(fhir_stub)}
@@ -425,7 +426,7 @@ def test_fhir_server_failures_are_412_processing(fhir_stub, answer, reason):
 
 
 def test_fetched_data_of_the_wrong_type_is_412(fhir_stub):
-    queries = discovery_queries(make_app().test_client(), PATIENT_ID)
+    queries = discovery_queries(cds_app().test_client(), PATIENT_ID)
     fhir_stub.add(queries["observations"], patient())
     call = {**hook_call({"patient": patient(), "conditions": None}), **authorization(fhir_stub)}
     [issue] = issues(stub_client(fhir_stub).post(SERVICE_URL, json=call), 412)
@@ -448,7 +449,7 @@ def test_prefetched_data_of_the_wrong_type_is_422(cds, key, data):
 
 def test_the_fhir_access_token_is_never_logged(fhir_stub, logs):
     token = "fhir-token-7f3c2a9e-never-log-me"
-    queries = discovery_queries(make_app().test_client(), PATIENT_ID)
+    queries = discovery_queries(cds_app().test_client(), PATIENT_ID)
     fhir_stub.add(queries["observations"], bundle([bladder("retention", 0)]))
     _fail_500(fhir_stub, queries["conditions"])
     client = stub_client(fhir_stub)
@@ -592,7 +593,7 @@ def test_an_observation_older_than_the_age_limit_is_not_used(cds):
 
 
 def test_the_age_limit_is_configurable():
-    client = make_app(CDS_MAX_OBSERVATION_AGE_DAYS=400).test_client()
+    client = cds_app(CDS_MAX_OBSERVATION_AGE_DAYS=400).test_client()
     card = the_card(client.post(SERVICE_URL, json=prefetched([bladder("retention", 0, when=ago(200))], None)))
     assert level(card) == "emergency"  # 000 'When to Seek Professional Guidance' p2
 
@@ -791,7 +792,7 @@ def _add_local_saddle_code(doc: dict[str, Any]) -> None:
 
 
 def test_a_site_mapping_with_a_local_code_works_end_to_end(tmp_path):
-    client = make_app(CDS_MAPPING_FILE=str(_site_mapping(tmp_path, _add_local_saddle_code))).test_client()
+    client = cds_app(CDS_MAPPING_FILE=str(_site_mapping(tmp_path, _add_local_saddle_code))).test_client()
     local = observation("triage|saddle-numbness", {"valueBoolean": True}, index=0)
     local["code"] = {"coding": [{"system": "http://hospital.example/codes", "code": "SADDLE-ANAES"}]}
     card = the_card(client.post(SERVICE_URL, json=prefetched([local], None)))
@@ -814,22 +815,12 @@ def test_a_site_mapping_changing_the_service_code_system_is_refused_at_start(tmp
         doc["systems"]["triage"] = "http://hospital.example/codes"
 
     with pytest.raises(MappingError, match=r"systems\.triage"):
-        make_app(CDS_MAPPING_FILE=str(_site_mapping(tmp_path, retarget)))
+        cds_app(CDS_MAPPING_FILE=str(_site_mapping(tmp_path, retarget)))
 
 
 # === 7. CORS ======================================================================================
 EHR_ORIGIN = "https://ehr.example.org"
-
-
-def preflight(client: flask.testing.FlaskClient, origin: str, url: str = SERVICE_URL) -> Any:
-    return client.options(
-        url,
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        },
-    )
+CDS_HEADERS = "authorization, content-type"
 
 
 @pytest.fixture(scope="module")
@@ -840,7 +831,7 @@ def cors_client() -> flask.testing.FlaskClient:
 
 @pytest.mark.parametrize("url", [SERVICE_URL, "/cds-services", FEEDBACK_URL])
 def test_preflight_from_the_allowed_origin_needs_no_jwt(cors_client, url):
-    response = preflight(cors_client, EHR_ORIGIN, url)
+    response = preflight(cors_client, EHR_ORIGIN, url, CDS_HEADERS)
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == EHR_ORIGIN
     allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
@@ -855,12 +846,15 @@ def test_the_allowed_origin_still_needs_a_jwt_for_the_call(cors_client):
 
 
 def test_preflight_from_another_origin_gets_no_cors_headers(cors_client):
-    response = preflight(cors_client, "https://evil.example.com")
+    response = preflight(cors_client, "https://evil.example.com", SERVICE_URL, CDS_HEADERS)
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
 def test_without_cors_origins_there_are_no_cors_headers(cds):
-    for response in (preflight(cds, EHR_ORIGIN), cds.get("/cds-services", headers={"Origin": EHR_ORIGIN})):
+    for response in (
+        preflight(cds, EHR_ORIGIN, SERVICE_URL, CDS_HEADERS),
+        cds.get("/cds-services", headers={"Origin": EHR_ORIGIN}),
+    ):
         assert not [name for name, _ in response.headers if name.lower().startswith("access-control-")]
 
 
@@ -872,7 +866,7 @@ RS_KEY = make_rs384_key("rs-1")
 
 
 @pytest.fixture(scope="module")
-def jwt_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[flask.testing.FlaskClient]:
+def cds_jwt_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[flask.testing.FlaskClient]:
     with JwksServer() as server:
         server.publish("/jwks", {"keys": [ES_KEY.public_jwk(), RS_KEY.public_jwk()]})
         trust = tmp_path_factory.mktemp("trust") / "cds-trust.yaml"
@@ -894,22 +888,22 @@ def assert_bare_401(response: Any) -> None:
     }
 
 
-def test_discovery_with_a_fresh_es384_token(jwt_client):
-    response = jwt_client.get("/cds-services", headers=bearer(aud=PUBLIC + "/cds-services"))
+def test_discovery_with_a_fresh_es384_token(cds_jwt_client):
+    response = cds_jwt_client.get("/cds-services", headers=bearer(aud=PUBLIC + "/cds-services"))
     assert response.status_code == 200
     assert len(response.get_json()["services"]) == 2
 
 
 @pytest.mark.parametrize("key", [ES_KEY, RS_KEY], ids=["ES384", "RS384"])
-def test_service_call_with_a_fresh_token(jwt_client, key):
-    response = jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=bearer(key))
+def test_service_call_with_a_fresh_token(cds_jwt_client, key):
+    response = cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=bearer(key))
     card = the_card(response)
     assert card["source"]["url"] == PUBLIC + "/v1/sources"  # links follow the public base URL
 
 
-def test_feedback_with_a_fresh_token(jwt_client):
+def test_feedback_with_a_fresh_token(cds_jwt_client):
     headers = bearer(aud=PUBLIC + FEEDBACK_URL)
-    assert jwt_client.post(FEEDBACK_URL, json=SPEC_FEEDBACK_ACCEPTED, headers=headers).status_code == 200
+    assert cds_jwt_client.post(FEEDBACK_URL, json=SPEC_FEEDBACK_ACCEPTED, headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -922,49 +916,49 @@ def test_feedback_with_a_fresh_token(jwt_client):
     ],
     ids=["service-with-discovery-aud", "discovery-with-service-aud", "feedback-with-service-aud", "host-url"],
 )
-def test_a_token_for_another_endpoint_is_401(jwt_client, url, aud):
-    method = jwt_client.get if url == "/cds-services" else jwt_client.post
+def test_a_token_for_another_endpoint_is_401(cds_jwt_client, url, aud):
+    method = cds_jwt_client.get if url == "/cds-services" else cds_jwt_client.post
     body = SPEC_FEEDBACK_ACCEPTED if url == FEEDBACK_URL else call_for(exam())
     kwargs = {} if url == "/cds-services" else {"json": body}
     assert_bare_401(method(url, headers=bearer(aud=aud), **kwargs))
 
 
-def test_no_token_is_401(jwt_client):
-    assert_bare_401(jwt_client.post(SERVICE_URL, json=call_for(exam())))
-    assert_bare_401(jwt_client.get("/cds-services"))
+def test_no_token_is_401(cds_jwt_client):
+    assert_bare_401(cds_jwt_client.post(SERVICE_URL, json=call_for(exam())))
+    assert_bare_401(cds_jwt_client.get("/cds-services"))
 
 
-def test_a_replayed_token_is_401(jwt_client):
+def test_a_replayed_token_is_401(cds_jwt_client):
     headers = bearer()
-    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=headers).status_code == 200
-    assert_bare_401(jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=headers))
+    assert cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=headers).status_code == 200
+    assert_bare_401(cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=headers))
 
 
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def test_an_unsigned_alg_none_token_is_401(jwt_client):
+def test_an_unsigned_alg_none_token_is_401(cds_jwt_client):
     now = int(datetime.now(UTC).timestamp())
     claims = {"iss": ISS, "aud": PUBLIC + SERVICE_URL, "iat": now, "exp": now + 300, "jti": "none-1"}
     unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': ES_KEY.kid})}.{_b64(claims)}."
     assert_bare_401(
-        jwt_client.post(SERVICE_URL, json=call_for(exam()), headers={"Authorization": f"Bearer {unsigned}"})
+        cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers={"Authorization": f"Bearer {unsigned}"})
     )
 
 
-def test_auth_is_checked_before_the_body(jwt_client):
-    assert_bare_401(jwt_client.post(SERVICE_URL, data='{"hook": ', content_type="application/json"))
-    assert_bare_401(jwt_client.post(SERVICE_URL, json={"hook": "order-sign"}))
-    assert_bare_401(jwt_client.post("/cds-services/no-such-service", json={}))
+def test_auth_is_checked_before_the_body(cds_jwt_client):
+    assert_bare_401(cds_jwt_client.post(SERVICE_URL, data='{"hook": ', content_type="application/json"))
+    assert_bare_401(cds_jwt_client.post(SERVICE_URL, json={"hook": "order-sign"}))
+    assert_bare_401(cds_jwt_client.post("/cds-services/no-such-service", json={}))
 
 
-def test_jwts_are_never_logged(jwt_client, logs):
+def test_jwts_are_never_logged(cds_jwt_client, logs):
     good = bearer()
     wrong_aud = bearer(aud=PUBLIC + "/cds-services")
-    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=good).status_code == 200
-    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=good).status_code == 401
-    assert jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=wrong_aud).status_code == 401
+    assert cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=good).status_code == 200
+    assert cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=good).status_code == 401
+    assert cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=wrong_aud).status_code == 401
     assert [e["reason"] for e in events(logs, "cds_auth_rejected")] == ["replay", "audience"]
     text = all_logged(logs)
     for headers in (good, wrong_aud):

@@ -1,4 +1,4 @@
-"""CDS Hooks client JWT verification (service/cds/trust.py): spec example, fresh tokens, every refusal."""
+"""CDS Hooks client JWT verification (service/auth/tokens.py): spec example, fresh tokens, every refusal."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any
 import jwt
 import pytest
 
-from service.cds.replay import ReplayStoreUnavailable
-from service.cds.trust import (
+from service.auth.replay import ReplayStoreUnavailable
+from service.auth.tokens import (
     MAX_JWKS_BYTES,
     MIN_REFETCH_INTERVAL,
     REASONS,
@@ -472,7 +472,7 @@ def test_jwks_unreachable_and_backoff(clock: Clock, caplog: pytest.LogCaptureFix
 
     verifier = TokenVerifier([Issuer(ISS, jwks_url=url)], clock=clock, fetch_jwks=fetch)
     tok = token(clock=clock)
-    with caplog.at_level(logging.WARNING, logger="service.cds.trust"):
+    with caplog.at_level(logging.WARNING, logger="service.auth.tokens"):
         assert rejected(verifier, f"Bearer {tok}") == "jwks_unavailable"
         assert rejected(verifier, f"Bearer {tok}") == "jwks_unavailable"
     assert calls == [url]  # a dead endpoint is not hammered

@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from service.engine import evaluate
 from service.knowledge import load_knowledge
 from tests.knowledge_copies import knowledge_with
+
+pytestmark = pytest.mark.cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RETENTION = {"findings": {"bladder": "retention"}}

@@ -17,6 +17,8 @@ import pytest
 
 from service.knowledge import load_knowledge
 
+pytestmark = pytest.mark.cli
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "knowledge-graph.svg"
 

@@ -12,8 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from service.knowledge import load_knowledge
 from tests.knowledge_copies import knowledge_with
+
+pytestmark = pytest.mark.cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

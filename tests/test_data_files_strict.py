@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from service import create_app
-from service.access import key_hash
+from service.auth.policy import key_hash
 from service.cli import main as cli
 from service.knowledge import KnowledgeError, load_knowledge
 from service.knowledge.yamlfile import DuplicateKeyError, load_yaml
@@ -219,6 +219,7 @@ def test_every_problem_of_every_file_is_listed_at_once(tmp_path):
     assert "coverage.yaml: uncitd: unknown key" in message
 
 
+@pytest.mark.cli
 def test_the_check_is_the_command_line_tool(tmp_path):
     folder = _break(tmp_path, KNOWLEDGE["findings-without-kind"])
     done = subprocess.run(

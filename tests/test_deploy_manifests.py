@@ -372,6 +372,7 @@ def test_proxy_configmap_is_rendered_from_the_nginx_template() -> None:
     assert proxy_configmap()["data"]["nginx.conf"] == render.render(render.pod_values())
 
 
+@pytest.mark.live
 def test_proxy_config_passes_nginx_own_check(tmp_path: Path) -> None:
     binary = nginx_binary()
     conf = proxy_configmap()["data"]["nginx.conf"].replace("/tmp", str(tmp_path))
@@ -651,6 +652,7 @@ def test_final_stage_environment() -> None:
     assert ("HEALTHCHECK", "NONE") in final_stage()
 
 
+@pytest.mark.scan
 def test_dockerfile_passes_hadolint() -> None:
     """Dockerfile best practices (pinning, exec form, no root, ...), linted without a Docker engine."""
     hadolint = Path(sys.executable).with_name("hadolint")

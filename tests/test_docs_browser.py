@@ -22,6 +22,8 @@ import requests
 from schemas.examples import TRIAGE_REQUEST
 from tests.live import Replica, running
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 30_000

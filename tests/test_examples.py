@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
+from tests.clinical_cases import CASES, POLICY_CASES
 from tests.scenarios import ADULT, exam
-from tests.test_clinical_policy import POLICY_CASES
-from tests.test_clinical_rules import CASES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -30,6 +30,7 @@ def table() -> list[dict[str, str]]:
     return [dict(zip(header, (cell.strip() for cell in row.strip("|").split("|")), strict=True)) for row in rows[1:]]
 
 
+@pytest.mark.cli
 def test_every_case_gets_the_level_its_source_section_says(tmp_path):
     out = tmp_path / "results.jsonl"
     done = subprocess.run(

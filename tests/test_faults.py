@@ -21,7 +21,7 @@ from tests.live import (
     LOOPBACK,
     REQUEST_TIMEOUT,
     LoadRun,
-    Outcome,
+    Reply,
     accept_backlog,
     clinical_findings,
     connections_of,
@@ -40,8 +40,10 @@ from tests.live import (
     wait_until,
 )
 
+pytestmark = pytest.mark.live
 
-def assert_none_lost(outcomes: list[Outcome]) -> None:
+
+def assert_none_lost(outcomes: list[Reply]) -> None:
     """Every request got a complete 200 with the engine's answer.
 
     A worker killed between writing a response's header and its body would leave nginx holding a 200

@@ -14,6 +14,8 @@ import requests
 from tests.live import START_TIMEOUT, Replica, json_lines, running, spawn_replica
 from tests.live import request_id as live_request_id
 
+pytestmark = pytest.mark.live
+
 TIMEOUT = 5  # seconds, for every request once the server is up
 
 

@@ -20,12 +20,14 @@ import pytest
 import yaml
 
 from tests.bad_json import BAD_JSON
+from tests.helpers import PROBLEM, assert_problem
 from tests.live import LOOPBACK as HOST
 from tests.live import ROOT, Replica, json_lines, running
 
+pytestmark = pytest.mark.live
+
 IO_TIMEOUT = 10.0  # every socket operation once the server is up
 WORKERS = 2
-PROBLEM = "application/problem+json"
 JSON = "application/json"
 KIB = 1024
 V1_LIMIT = 64 * KIB  # MAX_CONTENT_LENGTH
@@ -91,8 +93,18 @@ class Reply:
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "")
 
+    @property
+    def status_code(self) -> int:  # the names of Flask's test response, for tests/helpers.py
+        return self.status
+
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def get_json(self, force: bool = False) -> Any:
+        return self.json()
+
+    def get_data(self) -> bytes:
+        return self.body
 
 
 def request_bytes(method: str, target: str, body: bytes | None = None, content_type: str | None = None) -> bytes:
@@ -141,17 +153,6 @@ def post_json(server: Replica, target: str, body: bytes, content_type: str | Non
 
 
 # --- expected answers ----------------------------------------------------------------------------
-def assert_problem(reply: Reply, status: int, detail: str = "") -> dict[str, Any]:
-    assert reply.status == status, reply.body[:500]
-    assert reply.content_type == PROBLEM, reply.content_type
-    body = reply.json()
-    assert body["status"] == status
-    assert body["type"] and body["title"]
-    assert body["request_id"] == reply.headers["X-Request-ID"]
-    assert detail in body.get("detail", ""), body
-    return body
-
-
 ISSUE_CODES = {400: "structure", 404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
 

@@ -98,6 +98,7 @@ def test_the_hash_is_stable_and_covers_the_content(tmp_path):
     assert load_knowledge(folder).sha256 != load_knowledge().sha256
 
 
+@pytest.mark.cli
 def test_the_engine_runs_without_flask():
     code = "import sys, service.engine, service.knowledge; assert 'flask' not in sys.modules, 'flask imported'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.fhir_cases import hook_call
@@ -34,6 +35,8 @@ from tests.live import (
     wait_until,
 )
 from tests.scenarios import exam
+
+pytestmark = pytest.mark.live
 
 TRIAGE = "/v1/triage"
 BODY = json.dumps({"findings": exam({})}).encode()

@@ -118,6 +118,7 @@ def test_the_readme_has_its_curl_examples():
     assert sum(e.shown is not None for e in found) >= 5
 
 
+@pytest.mark.live
 def test_every_curl_example_answers_as_shown(server):
     last_card = None
     for example in examples():

@@ -1,6 +1,6 @@
 """A CDS client JWT is used once, whichever worker or replica a replay reaches (issue 20, item 2).
 
-The store (service/cds/replay.py) on its own, then real gunicorn: two workers sharing the default
+The store (service/auth/replay.py) on its own, then real gunicorn: two workers sharing the default
 SQLite file, and two replicas sharing a real redis-server that is stopped mid-test (fail closed).
 """
 
@@ -18,12 +18,14 @@ import pytest
 import redis
 import requests
 
-from service.cds.replay import ReplayStoreUnavailable, SqliteReplayStore, open_store
+from service.auth.replay import ReplayStoreUnavailable, SqliteReplayStore, open_store
 from tests.fhir_cases import call_for
 from tests.jwt_helpers import SigningKey, make_es384_key, mint
 from tests.live import LOOPBACK, free_port, json_lines, request_id, running, start_replicas, wait_until
 from tests.redis_server import RedisServer
 from tests.scenarios import exam
+
+pytestmark = pytest.mark.live
 
 ISSUER = "https://ehr.test.invalid/"
 SERVICE = "/cds-services/leg-raise-triage"

@@ -11,13 +11,16 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.access import key_hash
+from service.auth.policy import key_hash
+from tests.clinical_cases import CASES
 from tests.live import GUNICORN_COMMAND, LOOPBACK, ROOT, free_port, json_lines, running
 from tests.scenarios import exam
-from tests.test_clinical_rules import CASES
+
+pytestmark = pytest.mark.live
 
 SOAK_SECONDS = 45
 SOAK_THREADS = 4
@@ -97,6 +100,7 @@ def test_metrics_are_summed_across_workers(tmp_path):
     assert counts[(("method", "POST"), ("route", "/v1/triage"))] == calls
 
 
+@pytest.mark.soak
 def test_soak_memory_stays_flat_and_nothing_fails(tmp_path):
     """About a minute at steady concurrency; worker recycling off so a leak would show."""
     env = {"WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0", "LOG_LEVEL": "WARNING"}

@@ -5,47 +5,22 @@ import json
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from schemas.triage import TriageRequest
 from service.engine import evaluate
 from service.engine.model import Finding
 from service.knowledge import load_knowledge
+from tests.helpers import AREAS, SET_PATHS, STATUS, examples, requests_st, valid
 from tests.scenarios import ADULT, ALL_CLEAR, exam, fetch, put
 
 KB = load_knowledge()
 RANK = {level: lv.rank for level, lv in KB.levels.items()}  # 0 = most urgent
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-STATUS, AREAS = "findings.sensation.status", "findings.sensation.areas"
+SETTINGS = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Findings that can be abnormal (age is an attribute: no value of it is normal or abnormal).
 GRADED = sorted(p for p, f in KB.findings.items() if not f.attribute)
 RED_FLAGS = sorted((p, v) for p, f in KB.findings.items() for v in f.red_flags)
 
 
-def _value(finding: Finding):
-    if finding.kind == "set":
-        return st.lists(st.sampled_from(finding.values), unique=True, max_size=len(finding.values))
-    if finding.kind == "int":
-        return st.integers(finding.minimum, finding.maximum)
-    return st.sampled_from(finding.values)
-
-
-@st.composite
-def requests_st(draw):
-    """A whole request: each finding (and the patient's age) given or left out at random."""
-    request: dict = {"findings": {}}
-    for path, finding in KB.findings.items():
-        if draw(st.booleans()):
-            put(request, path, draw(_value(finding)))
-    if fetch(request, STATUS) == "normal":
-        put(request, AREAS, None)  # the schema forbids areas with normal sensation
-    return request
-
-
-def _valid(request: dict) -> dict:
-    return TriageRequest().load(request)  # generated requests pass the real contract
-
-
 def _rank(request: dict) -> int:
-    return RANK[evaluate(KB, _valid(request))["triage"]["level"]]
+    return RANK[evaluate(KB, valid(request))["triage"]["level"]]
 
 
 def _copy(request: dict) -> dict:
@@ -99,7 +74,7 @@ def test_adding_any_red_flag_never_gives_self_care(request, flag):
     current = fetch(request, path)
     if finding.kind == "set":
         value = sorted({*(current or []), value})
-    assert evaluate(KB, _valid(_with(request, path, value)))["triage"]["level"] != "self_care", flag
+    assert evaluate(KB, valid(_with(request, path, value)))["triage"]["level"] != "self_care", flag
 
 
 @SETTINGS
@@ -114,14 +89,14 @@ def test_turning_an_absent_finding_unknown_never_lowers_the_level(request, data)
 @SETTINGS
 @given(requests_st())
 def test_same_input_same_output(request):
-    request = _valid(request)
+    request = valid(request)
     assert json.dumps(evaluate(KB, request), sort_keys=True) == json.dumps(evaluate(KB, request), sort_keys=True)
 
 
 @SETTINGS
 @given(requests_st())
 def test_provisional_means_an_unknown_could_raise_the_level(request):
-    result = evaluate(KB, _valid(request))
+    result = evaluate(KB, valid(request))
     rank = RANK[result["triage"]["level"]]
     assert result["triage"]["provisional"] == bool(result["missing"])
     for item in result["missing"]:
@@ -185,9 +160,6 @@ def test_complete_normal_exam_is_final(triage):
     assert result["triage"] == {**result["triage"], "level": "self_care", "provisional": False, "incomplete": False}
 
 
-SET_PATHS = sorted(p for p, f in KB.findings.items() if f.kind == "set")
-
-
 @SETTINGS
 @given(requests_st(), st.sampled_from(SET_PATHS), st.data())
 def test_a_set_known_only_in_part_never_lowers_the_level(request, path, data):
@@ -198,7 +170,7 @@ def test_a_set_known_only_in_part_never_lowers_the_level(request, path, data):
     absent = [v for v in values if v not in complete]
     still_known = data.draw(st.lists(st.sampled_from(absent), unique=True)) if absent else []
     before = _rank(request)
-    partial = _copy(_valid(request))
+    partial = _copy(valid(request))
     put(partial, path, {"present": sorted(complete), "absent": sorted(still_known)})
     assert RANK[evaluate(KB, partial)["triage"]["level"]] <= before
 
@@ -211,7 +183,7 @@ def test_a_member_reported_present_never_lowers_the_level(request, path, data):
     absent = data.draw(st.lists(st.sampled_from([v for v in values if v not in present] or [None]), unique=True))
     absent = [v for v in absent if v is not None]
     more = data.draw(st.sampled_from(values))
-    request = _copy(_valid(request))
+    request = _copy(valid(request))
     if fetch(request, STATUS) == "normal" and path == AREAS:
         put(request, STATUS, "reduced")
     put(request, path, {"present": present, "absent": absent})
@@ -228,7 +200,7 @@ def test_an_unreported_member_that_could_raise_the_level_is_asked_for(request, p
     rest = [v for v in values if v not in present]
     absent = data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
     unknown = [v for v in rest if v not in absent]
-    request = _copy(_valid(request))
+    request = _copy(valid(request))
     if path == AREAS:
         put(request, STATUS, "reduced")
     put(request, path, {"present": present, "absent": absent})

@@ -18,6 +18,8 @@ from schemathesis.config import SchemathesisConfig
 
 from tests.live import REQUEST_TIMEOUT, ROOT, json_lines, running
 
+pytestmark = pytest.mark.live
+
 MAX_EXAMPLES = 40
 SERVICE_ID = "leg-raise-triage"  # the one CDS service (service/cds/services.py)
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from schemas.examples import TRIAGE_REQUEST
-from service.access import key_hash
+from service.auth.policy import key_hash
 from tests.live import Replica, running
+
+pytestmark = pytest.mark.sdk
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "openapi.yaml"

@@ -75,6 +75,7 @@ def test_a_secret_is_never_echoed(monkeypatch):
     assert "hunter2" not in str(info.value)
 
 
+@pytest.mark.cli
 def test_a_lower_case_log_level_starts_the_app():
     """Issue 20: LOG_LEVEL=warning (as gunicorn spells levels) crashed the app factory with a traceback."""
     code = "from service import create_app; create_app({'TESTING': True}); print('started')"

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.scan
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 RUNTIME = ("service", "schemas")
@@ -161,13 +163,13 @@ def test_bandit_finds_nothing_in_the_runtime_code(tmp_path: Path) -> None:
 
 
 def test_bandit_reports_a_finding(tmp_path: Path) -> None:
-    """The scan is not vacuous: schemas/fastpath.py without its waiver is reported."""
-    source = (ROOT / "schemas" / "fastpath.py").read_text(encoding="utf-8")
+    """The scan is not vacuous: service/engine/reader.py without its waiver is reported."""
+    source = (ROOT / "service" / "engine" / "reader.py").read_text(encoding="utf-8")
     assert "# nosec B102" in source
-    (tmp_path / "fastpath.py").write_text(source.replace("# nosec B102", "#"), encoding="utf-8")
+    (tmp_path / "reader.py").write_text(source.replace("# nosec B102", "#"), encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
-    report = run_bandit([tmp_path / "fastpath.py"], out)
+    report = run_bandit([tmp_path / "reader.py"], out)
     assert [i["test_id"] for i in report["results"]] == ["B102"], issues(report)
 
 

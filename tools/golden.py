@@ -3,7 +3,7 @@
     python tools/golden.py            # rewrite tests/golden/{requests,answers}.jsonl
 
 requests.jsonl: every case of examples/cases.jsonl, then every clinical scenario of
-tests/test_clinical_rules.py and tests/test_clinical_policy.py as a POST /v1/triage body (so the
+tests/clinical_cases.py as a POST /v1/triage body (so the
 golden test imports no other test module). answers.jsonl: the exact body the service answers each
 with, one line per request. Rewrite them only for a change meant to alter answers, and say so in the
 commit; a refactor leaves them as they are.
@@ -21,9 +21,8 @@ GOLDEN = ROOT / "tests" / "golden"
 
 def requests() -> list[dict]:
     sys.path.insert(0, str(ROOT))
-    from tests.scenarios import exam
-    from tests.test_clinical_policy import POLICY_CASES
-    from tests.test_clinical_rules import ADULT, CASES
+    from tests.clinical_cases import CASES, POLICY_CASES
+    from tests.scenarios import ADULT, exam
 
     found = [json.loads(line) for line in (ROOT / "examples" / "cases.jsonl").read_text().splitlines() if line]
     found += [{"findings": exam(case.changes), "patient": ADULT} for case in CASES]

@@ -147,16 +147,6 @@ def service_requests(
     return out
 
 
-def operation_outcome(code: str, diagnostics: str | None = None, expression: list[str] | None = None) -> dict:
-    """An OperationOutcome with one error issue (CDS Hooks error bodies, 412 included)."""
-    issue: dict[str, Any] = {"severity": "error", "code": code}
-    if diagnostics:
-        issue["diagnostics"] = diagnostics
-    if expression:
-        issue["expression"] = expression
-    return {"resourceType": "OperationOutcome", "issue": [issue]}
-
-
 def prune(value: Any) -> Any:
     """Drop None, "", [] and {} everywhere: CDS Hooks and FHIR both forbid empty elements."""
     if isinstance(value, dict):

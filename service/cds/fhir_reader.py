@@ -8,8 +8,6 @@ them as well, since both can name the patient.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import threading
 import time
@@ -20,6 +18,8 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import requests
 import urllib3.exceptions
+
+from service.jsoncodec import InvalidJSON, parse_strict_json
 
 REASONS = frozenset(
     {
@@ -296,35 +296,12 @@ _NOT_JSON = object()
 
 def _parse(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_unique_keys,
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-        )
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        value = _NOT_JSON
+        value = parse_strict_json(body)
+    except InvalidJSON:
+        value = _NOT_JSON  # raised outside the handler: not even __context__ may quote the body
     if value is _NOT_JSON:
         raise FhirUnavailable("not_json")
     resource_type = value.get("resourceType") if isinstance(value, dict) else None
     if not isinstance(resource_type, str) or not _RESOURCE_TYPE.fullmatch(resource_type):
         raise FhirUnavailable("invalid")
     return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate key")
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):  # 1e400 would become inf and could not be written back as JSON
-        raise ValueError("number out of range")
-    return number

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from service.auth.replay import open_store
+from service.auth.tokens import TokenVerifier, load_trust_file
 from service.cds.fhir_out import OWN_SYSTEM
 from service.cds.fhir_reader import FhirReader
 from service.cds.mapping import Mapping, MappingError, load_mapping
-from service.cds.replay import open_store
-from service.cds.trust import TokenVerifier, load_trust_file
 from service.engine.model import KnowledgeBase
 
 

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import orjson
-
-from service.engine.answer import BEFORE_TRACE, Answer, encode_after_trace, encode_before_trace
-from service.engine.frozen import freeze
+from service.engine.frozen import FrozenDict, freeze
 from service.engine.logic import Facts, PartialSet
 from service.engine.model import KnowledgeBase
 from service.engine.plan import Plan, RulePlan, Verdict, judge, locators, plan_for
@@ -41,8 +38,7 @@ class Context(NamedTuple):
 
 
 def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate validated request data; returns the response body as read-only plain data (an Answer,
-    which also carries its JSON: service/engine/answer.py)."""
+    """Evaluate validated request data; returns the response body as read-only plain data."""
     plan = plan_for(kb)
     seen = plan.read(request)
     found = conflicts_in(plan, seen.facts)
@@ -50,19 +46,23 @@ def evaluate(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
         seen = plan.read(set_aside(request, [path for i in found for path in plan.conflicts[i].unknown]))
     context = Context(found, population(plan, seen.facts), incomplete(plan, seen.facts))
     decision = _decision(kb, plan, judge(plan, seen), context)
-    trace, trace_json = _traces(decision, seen.facts)
-    return Answer(
-        answer_body(plan, decision, trace),
-        (decision.json_before_trace, trace_json, decision.json_after_trace),
-        decision.rule_ids,
-    )
+    return FrozenDict(answer_body(plan, decision, _trace(decision, seen.facts)))
 
 
 def answer_body(plan: Plan, decision: Decision, trace: list[dict[str, Any]]) -> dict[str, Any]:
-    """An answer's keys in order (answer.py): the decision's parts, the patient's trace, the knowledge."""
-    body = {key: getattr(decision, key) for key in BEFORE_TRACE}
-    body.update(trace=trace, knowledge=plan.knowledge, disclaimer=DISCLAIMER)
-    return body
+    """An answer's keys in order: the decision's parts, the patient's trace, the knowledge."""
+    return {
+        "triage": decision.triage,
+        "scope": decision.scope,
+        "causes": decision.causes,
+        "referrals": decision.referrals,
+        "advice": decision.advice,
+        "missing": decision.missing,
+        "conflicts": decision.conflicts,
+        "trace": trace,
+        "knowledge": plan.knowledge,
+        "disclaimer": DISCLAIMER,
+    }
 
 
 # --- what an answer depends on besides its verdicts -------------------------------------------------
@@ -120,10 +120,7 @@ class Decision(NamedTuple):
     conflicts: list[dict[str, Any]]
     traced: tuple[tuple[RulePlan, tuple[str, ...]], ...]  # each rule in the trace with the facts it matched
     matched: tuple[str, ...]  # those facts, rule after rule: their values key the traces
-    rule_ids: list[str]  # the traced rules' ids, in trace order
-    traces: dict[tuple, tuple[list[dict[str, Any]], bytes]]  # values of `matched` -> the trace, encoded
-    json_before_trace: bytes  # the answer's JSON around its trace (answer.py)
-    json_after_trace: bytes
+    traces: dict[tuple, list[dict[str, Any]]]  # values of `matched` -> the trace
 
 
 # Bounds of the remembered tables, per knowledge base and process. A decision with its first trace
@@ -173,23 +170,17 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged, context: Context) -> D
         "rules": [rp.rule.id for rp in setters],
         "citations": locators(plan, [c for rp in setters for c in rp.citations]),
     }
-    before = {
-        "triage": freeze(triage),
-        "scope": freeze(_scope(plan, context.population)),
-        "causes": freeze(_causes(kb, plan, fired, rank)),
-        "referrals": freeze(_referrals(kb, plan, level.id, setters, fired, context.incomplete)),
-        "advice": freeze(advice),
-        "missing": freeze(missing),
-        "conflicts": freeze(_conflicts(plan, context.conflicts)),
-    }
     return Decision(
-        *before.values(),
-        tuple((rp, out[1]) for rp, out in traced),
-        tuple(path for _, out in traced for path in out[1]),
-        freeze([rp.rule.id for rp, _ in traced]),
-        {},
-        encode_before_trace(before),
-        encode_after_trace({"knowledge": plan.knowledge, "disclaimer": DISCLAIMER}),
+        triage=freeze(triage),
+        scope=freeze(_scope(plan, context.population)),
+        causes=freeze(_causes(kb, plan, fired, rank)),
+        referrals=freeze(_referrals(kb, plan, level.id, setters, fired, context.incomplete)),
+        advice=freeze(advice),
+        missing=freeze(missing),
+        conflicts=freeze(_conflicts(plan, context.conflicts)),
+        traced=tuple((rp, out[1]) for rp, out in traced),
+        matched=tuple(path for _, out in traced for path in out[1]),
+        traces={},
     )
 
 
@@ -201,13 +192,12 @@ def _in_trace(rp: RulePlan, rank: int, shown: set[str]) -> bool:
     return rp.rank == rank or rp.rule.id in shown or bool(rp.rule.causes or rp.rule.referrals)
 
 
-def _traces(decision: Decision, facts: Facts) -> tuple[list[dict[str, Any]], bytes]:
+def _trace(decision: Decision, facts: Facts) -> list[dict[str, Any]]:
     # The trace also shows the values matched, so it is remembered per decision and values.
     key = tuple(map(facts.__getitem__, decision.matched))
     found = decision.traces.get(key)
     if found is None:
-        trace = freeze([trace_entry(rp, matched, facts) for rp, matched in decision.traced])
-        found = (trace, orjson.dumps(trace))
+        found = freeze([trace_entry(rp, matched, facts) for rp, matched in decision.traced])
         if len(decision.traces) >= TRACES_KEPT:
             decision.traces.clear()
         decision.traces[key] = found

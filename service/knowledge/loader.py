@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from service.engine.model import (
     Rule,
     Scope,
 )
+from service.jsoncodec import canonical_json
 from service.knowledge.schemas import KNOWLEDGE_SCHEMAS, CoverageFile, shape_problems
 from service.knowledge.yamlfile import DataFileError, read_yaml
 
@@ -96,8 +96,7 @@ def _bundled() -> KnowledgeBase:
 
 
 def canonical_hash(docs: dict[str, Any]) -> str:
-    blob = json.dumps(docs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(docs)).hexdigest()
 
 
 class _Builder:

@@ -8,7 +8,7 @@ never a KeyError or TypeError; what the values mean (references, levels, citatio
 the loaders afterwards.
 
 The knowledge files, their coverage.yaml and the pieces other files use are here; the FHIR mapping
-(service/cds/mapping.py) and the API-key file (service/access.py) declare theirs beside their loaders.
+(service/cds/mapping.py) and the API-key file (service/auth/policy.py) declare theirs beside their loaders.
 """
 
 from __future__ import annotations

@@ -15,17 +15,17 @@ import flask
 
 from schemas.cds import CdsRequest, CdsResponse, Discovery, FeedbackRequest, OperationOutcome
 from service.audit import audit_decision
+from service.auth.replay import ReplayStoreUnavailable
+from service.auth.tokens import TokenRejected
 from service.cds.cards import OFFERED_REASONS
 from service.cds.extract import WrongPatient
-from service.cds.fhir_out import operation_outcome
 from service.cds.prefetch import DataUnavailable, InvalidPrefetch
-from service.cds.replay import ReplayStoreUnavailable
 from service.cds.services import SERVICE_ID, Settings, answer_hook, discovery
 from service.cds.setup import CdsState
-from service.cds.trust import TokenRejected
-from service.logs import log
-from service.problem import FhirErrorBlueprint
+from service.errors import issue, operation_outcome
+from service.logs.setup import log
 from service.routes import knowledge_base
+from service.smorest import FhirErrorBlueprint
 
 blp = FhirErrorBlueprint("cds", __name__, description="CDS Hooks 2.0 service for EHRs.")
 JSON = "application/json"
@@ -60,13 +60,13 @@ def _verify_client() -> flask.Response | None:
         verifier.verify(flask.request.headers.get("Authorization"), base_url()[0] + flask.request.path)
     except TokenRejected as exc:
         log.warning("cds_auth_rejected", reason=exc.reason)
-        return _reply(operation_outcome("login"), 401, {"WWW-Authenticate": "Bearer"})
+        return _reply(operation_outcome(issue("login")), 401, {"WWW-Authenticate": "Bearer"})
     except ReplayStoreUnavailable as exc:
         # Fail closed, but say whose fault it is: the token may be good, so a 401 would send the EHR's
         # team rotating keys. 503 + Retry-After is a transient server fault an EHR retries or shows as such.
         log.error("cds_auth_unavailable", reason="replay_store_unavailable", error=str(exc))
         why = "The service cannot check client tokens for replay at the moment; retry shortly."
-        return _reply(operation_outcome("transient", why, ["Authorization"]), 503, {"Retry-After": "5"})
+        return _reply(operation_outcome(issue("transient", why, ["Authorization"])), 503, {"Retry-After": "5"})
     return None
 
 
@@ -128,12 +128,12 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
     except DataUnavailable as exc:
         log.info("cds_data_unavailable", key=exc.key, reason=exc.reason)
         diagnostics = f"Prefetch {exc.key!r} was not sent and could not be read from fhirServer ({exc.reason})."
-        return _reply(operation_outcome("processing", diagnostics, [f"prefetch.{exc.key}"]), 412)
+        return _reply(operation_outcome(issue("processing", diagnostics, [f"prefetch.{exc.key}"])), 412)
     except InvalidPrefetch as exc:
-        return _reply(operation_outcome("invalid", exc.message, [f"prefetch.{exc.key}"]), 422)
+        return _reply(operation_outcome(issue("invalid", exc.message, [f"prefetch.{exc.key}"])), 422)
     except WrongPatient as exc:
         message = "Prefetched or fetched data names another patient than context.patientId; nothing was evaluated."
-        return _reply(operation_outcome("invalid", message, [exc.expression]), 422)
+        return _reply(operation_outcome(issue("invalid", message, [exc.expression])), 422)
     log.info("cds_decision", hook=call["hook"], cards=len(answer.body["cards"]), mapping_sha256=state.mapping.sha256)
     if answer.result is not None and answer.request is not None:
         audit_decision("cds", answer.request, answer.result, flask.current_app.config["AUDIT_HASH_KEY"])

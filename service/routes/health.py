@@ -3,8 +3,8 @@
 from typing import Any
 
 from schemas.health import Health, Readiness
-from service.problem import Blueprint
 from service.routes import knowledge_base
+from service.smorest import Blueprint
 
 blp = Blueprint("health", __name__, description="Probes for process managers and orchestrators.")
 

@@ -6,8 +6,8 @@ from flask_smorest import abort
 
 from schemas.knowledge import Knowledge, RuleDoc
 from service.engine.model import Rule
-from service.problem import Blueprint
 from service.routes import knowledge_base
+from service.smorest import Blueprint
 
 INTENDED_USE = "docs/clinical-safety/intended-use.md"  # in the repository, beside the policy (source SP)
 blp = Blueprint("knowledge", __name__, url_prefix="/v1", description="The knowledge base behind every decision.")

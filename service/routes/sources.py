@@ -6,8 +6,8 @@ from flask_smorest import abort
 
 from schemas.knowledge import SourceDetail, SourceList
 from service.engine.model import KnowledgeBase
-from service.problem import Blueprint
 from service.routes import knowledge_base
+from service.smorest import Blueprint
 
 blp = Blueprint("sources", __name__, url_prefix="/v1", description="The source texts the knowledge base cites.")
 

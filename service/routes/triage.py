@@ -14,9 +14,10 @@ from service.audit import audit_decision
 from service.encoding import json_response
 from service.engine import evaluate
 from service.engine.model import KnowledgeBase
+from service.errors import validation_problem
 from service.knowledge import load_knowledge
-from service.problem import Blueprint, validation_problem
 from service.routes import KNOWLEDGE, knowledge_base
+from service.smorest import Blueprint
 
 blp = Blueprint("triage", __name__, url_prefix="/v1", description="Evaluate exam findings.")
 BATCH_TOO_LARGE = "Body larger than BATCH_MAX_CONTENT_LENGTH (4 MiB by default)."

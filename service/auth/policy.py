@@ -1,6 +1,6 @@
 """Who may call /v1/*: API keys (stored as SHA-256 hashes) and/or bearer JWTs, each with scopes.
 
-Plain Python: the Flask side (service/guard.py) asks `AccessPolicy.authenticate` and maps the
+Plain Python: the Flask side (service/auth/guard.py) asks `AccessPolicy.authenticate` and maps the
 outcome to 401 / 403. Credentials never appear in an exception, a log line or a response.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from marshmallow import validate
 
-from service.cds.trust import TokenRejected, TokenVerifier
+from service.auth.tokens import TokenRejected, TokenVerifier
 from service.knowledge.schemas import Bool, List, Nested, Str, Strict, shape_problems
 from service.knowledge.yamlfile import DataFileError, read_yaml
 

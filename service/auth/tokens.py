@@ -8,7 +8,7 @@ or from a local file.
 Plain Python on purpose (no web framework): the HTTP layer turns `TokenRejected` into a 401.
 
 Limits worth knowing:
-- Accepted (issuer, jti) pairs are remembered in a replay store (`service/cds/replay.py`) shared by
+- Accepted (issuer, jti) pairs are remembered in a replay store (`service/auth/replay.py`) shared by
   every worker, and by every replica when it is Redis, until the token expires. A store that cannot
   answer refuses the call (`ReplayStoreUnavailable`), it never lets a token through.
 - JWK Sets fetched over the network are cached per URL for `jwks_ttl` seconds and a URL is fetched
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import logging
 import math
 import os
@@ -38,7 +37,8 @@ import requests
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.cds.replay import ReplayStore, SqliteReplayStore
+from service.auth.replay import ReplayStore, SqliteReplayStore
+from service.jsoncodec import InvalidJSON, parse_strict_json
 from service.knowledge.yamlfile import load_yaml, yaml_problem
 
 __all__ = [
@@ -240,8 +240,8 @@ def download_jwks(url: str, timeout: float) -> dict[str, Any]:
     except requests.RequestException as exc:
         raise JwksError(type(exc).__name__) from None
     try:
-        doc = json.loads(body)
-    except ValueError:
+        doc = parse_strict_json(body)
+    except InvalidJSON:
         raise JwksError("not JSON") from None
     _check_jwks(doc)
     return doc
@@ -516,7 +516,7 @@ def _is_number(value: object) -> bool:
 
 def _read_jwks_file(path: str) -> dict[str, list[dict[str, Any]]]:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = parse_strict_json(Path(path).read_bytes())
         _check_jwks(doc)
     except OSError as exc:
         raise ValueError(f"jwks_file {path}: cannot be read ({exc.strerror or type(exc).__name__})") from None

@@ -1,12 +1,12 @@
-"""RFC 9457 problem+json for every error, and strict JSON request parsing."""
+"""flask-smorest, adapted once: problem+json errors, cross-field rules in the spec, and blueprints
+whose documentation-only decorators add no call layer to a request."""
 
 from __future__ import annotations
 
 import functools
 import http
-import json
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import flask
 import flask_smorest
@@ -15,16 +15,12 @@ from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask_smorest.utils import prepare_response
-from gunicorn.http.errors import ParseException
-from webargs.flaskparser import FlaskParser, abort, is_json_request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnprocessableEntity
+from werkzeug.exceptions import HTTPException
 
 from schemas.cds import OperationOutcome
 from schemas.problem import Problem
-from service.strict_json import InvalidJSON, parse_strict_json
-
-PROBLEM_JSON = "application/problem+json"
-UNKNOWN_FIELD = "Unknown field."  # marshmallow's message for a key the schema does not define
+from service.errors import FHIR_ERROR_PREFIXES, PROBLEM_JSON, outcome_body, problem_body
+from service.parsing import StrictJSONParser
 
 
 class ProblemApi(flask_smorest.Api):
@@ -38,14 +34,15 @@ class ProblemApi(flask_smorest.Api):
     def handle_http_exception(self, error: HTTPException) -> flask.Response:
         data = getattr(error, "data", None) or {}
         if flask.request.path.startswith(FHIR_ERROR_PREFIXES):
-            return _operation_outcome_response(error, data)
-        body = problem_body(error, data)
-        request_id = flask.g.get("request_id")
-        if request_id:
-            body["request_id"] = request_id
-        response = flask.jsonify(body)
-        response.status_code = error.code
-        response.mimetype = PROBLEM_JSON
+            response = flask.jsonify(outcome_body(error, data))
+        else:
+            body = problem_body(error, data)
+            request_id = flask.g.get("request_id")
+            if request_id:
+                body["request_id"] = request_id
+            response = flask.jsonify(body)
+            response.mimetype = PROBLEM_JSON
+        response.status_code = error.code or 500
         for name, value in error.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
@@ -91,137 +88,6 @@ class CrossFieldRules(BasePlugin):
         if isinstance(node, list):
             return [self._with_refs(value) for value in node]
         return node
-
-
-def problem_body(error: HTTPException, data: dict[str, Any]) -> dict[str, Any]:
-    """The problem+json body for an error, before the request id is added.
-
-    `data` is what flask-smorest's abort attaches: "message", or webargs' "messages" for a 422.
-    """
-    body: dict[str, Any] = {"type": "about:blank", "title": error.name, "status": error.code}
-    detail = data.get("message") or _default_detail(error)
-    if detail:
-        body["detail"] = detail
-    if "messages" in data:
-        body["errors"] = _field_errors(data["messages"])
-        body["detail"] = "The request does not match the schema; see errors."
-    return body
-
-
-def validation_problem(messages: dict[str, Any] | list[Any]) -> dict[str, Any]:
-    """The 422 body POST /v1/triage answers for a body a schema's load refused with these messages
-    (a marshmallow ValidationError's), without request_id: for results inside a 200, such as a batch's."""
-    return problem_body(UnprocessableEntity(), {"messages": {"json": messages}})
-
-
-# Paths whose callers (EHRs) expect FHIR OperationOutcome error bodies instead of problem+json. By path,
-# not blueprint: a 404 or 405 is raised by routing, before any blueprint is chosen.
-FHIR_ERROR_PREFIXES = ("/cds-services",)
-ISSUE_CODES = {
-    400: "structure",
-    401: "login",
-    403: "forbidden",
-    404: "not-found",
-    405: "not-supported",
-    412: "processing",
-    413: "too-costly",
-    415: "not-supported",
-    422: "invalid",
-    500: "exception",
-}
-
-
-def _operation_outcome_response(error: HTTPException, data: dict[str, Any]) -> flask.Response:
-    code = ISSUE_CODES.get(error.code or 500, "processing")
-    if "messages" in data:
-        issues = [
-            {"severity": "error", "code": "invalid", "diagnostics": e["detail"], "expression": [e["field"]]}
-            for e in _field_errors(data["messages"])
-        ]
-    else:
-        issues = [{"severity": "error", "code": code, "diagnostics": data.get("message") or _default_detail(error)}]
-    response = flask.jsonify({"resourceType": "OperationOutcome", "issue": [_no_empty(i) for i in issues]})
-    response.status_code = error.code or 500
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    return response
-
-
-def _no_empty(issue: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in issue.items() if v}
-
-
-def _default_detail(error: HTTPException) -> str | None:
-    # Werkzeug's own descriptions never contain request data; a 500 says nothing of internals.
-    if error.code == 500:
-        return "The server could not complete the request. It has been logged with the request id."
-    return error.description
-
-
-def _field_error(path: list[str], message: str) -> dict[str, str]:
-    pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in path)
-    return {"field": ".".join(path) or "(body)", "pointer": "#" + pointer, "detail": message}
-
-
-def _field_errors(messages: dict[str, Any]) -> list[dict[str, str]]:
-    """Flatten webargs/marshmallow messages {"json": {"a": {"b": ["msg"]}}} into one entry per message."""
-    out: list[dict[str, str]] = []
-
-    def walk(node: Any, path: list[str]) -> None:
-        if isinstance(node, dict):
-            for key, child in node.items():
-                # marshmallow files errors about a whole object under "_schema"; a client key of that
-                # name is an unknown field and keeps its own path.
-                whole_object = key == "_schema" and child != [UNKNOWN_FIELD]
-                walk(child, path if whole_object else [*path, str(key)])
-        elif isinstance(node, list) and all(isinstance(m, str) for m in node):
-            for message in node:
-                out.append(_field_error(path, message))
-        else:
-            out.append(_field_error(path, str(node)))
-
-    for location, node in messages.items():
-        walk(node, [] if location == "json" else [location])
-    return out
-
-
-def read_whole_body(req: flask.Request) -> bytes:
-    """The body as sent, or an error: werkzeug under gunicorn (wsgi.input_terminated) returns a cut body silently."""
-    try:
-        raw = req.get_data(cache=True)
-    except ParseException as exc:  # gunicorn reads a chunked body lazily: a bad chunk surfaces here
-        raise InvalidJSON("malformed chunked encoding") from exc
-    declared, limit = req.content_length, req.max_content_length
-    if declared is None and limit is not None and len(raw) >= limit and req.environ["wsgi.input"].read(1):
-        raise RequestEntityTooLarge()  # chunked body over the limit: werkzeug stops reading at the limit
-    if declared is not None and len(raw) < declared:
-        raise InvalidJSON("body shorter than its Content-Length")  # the client stopped sending
-    return raw
-
-
-class StrictJSONParser(FlaskParser):
-    """JSON bodies must say they are JSON (else 415) and be unambiguous (else 400)."""
-
-    def _raw_load_json(self, req: flask.Request) -> Any:
-        # The usual header checked as it is before werkzeug parses it (its options, case, +json).
-        if req.environ.get("CONTENT_TYPE") != "application/json" and not is_json_request(req):
-            abort(415, message="Send the body as application/json.")
-        return parse_strict_json(read_whole_body(req))
-
-    def parse_body(self, schema: marshmallow.Schema, req: flask.Request) -> Any:
-        """What parse(schema, req, location="json") returns, without webargs' location machinery
-        for a body that loads cleanly: for a JSON body, parse only adds hooks this parser leaves at
-        their defaults. Anything else (a 415, bad JSON, a ValidationError) is parsed again by parse
-        itself, so every error is webargs' own answer (the body is read once and cached)."""
-        try:
-            return schema.load(self._raw_load_json(req))
-        except (json.JSONDecodeError, UnicodeDecodeError, marshmallow.ValidationError):
-            return self.parse(schema, req, location="json")
-
-    def _handle_invalid_json_error(self, error: Exception, req: flask.Request, *args: Any, **kwargs: Any) -> NoReturn:
-        reason = getattr(error, "reason", "malformed JSON")
-        abort(400, message=f"Invalid JSON body: {reason}.")
 
 
 class Blueprint(flask_smorest.Blueprint):

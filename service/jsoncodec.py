@@ -1,7 +1,9 @@
-"""Strict JSON: a body must be unambiguous (no duplicate keys, no NaN or Infinity, UTF-8), or it is refused.
+"""JSON in and out, one way each: strict parsing and canonical encoding. Plain Python: no Flask.
 
-A later duplicate key would silently override a finding, so the API and the case-file tools read
-JSON only through parse_strict_json. Plain Python: no Flask.
+Strict: a document must be unambiguous (no duplicate keys, no NaN or Infinity, UTF-8), or it is
+refused. A later duplicate key would silently override a finding, so request bodies, case files, FHIR
+resources and JWKS documents are all read through parse_strict_json.
+Canonical: sorted keys, no whitespace, UTF-8, for fingerprints and hashes that must stay stable.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any, NoReturn
+
+import orjson
 
 
 class InvalidJSON(json.JSONDecodeError):
@@ -60,3 +64,9 @@ def parse_strict_json(raw: bytes) -> Any:
         except UnicodeEncodeError as exc:
             raise InvalidJSON("unpaired surrogate: not valid Unicode") from exc
     return data
+
+
+def canonical_json(data: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: byte for byte what json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False) gives for JSON data, so fingerprints stay stable."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)

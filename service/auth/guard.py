@@ -6,14 +6,16 @@ import re
 from typing import Any
 
 import flask
+import structlog
 from apispec import BasePlugin
 from flask_cors import CORS
 from flask_smorest import abort
 
-from service.access import AccessPolicy, Unauthenticated, load_api_keys
+from service.auth.policy import AccessPolicy, Unauthenticated, load_api_keys
+from service.auth.tokens import TokenVerifier, load_trust_file
 from service.cds.setup import as_list
-from service.cds.trust import TokenVerifier, load_trust_file
-from service.logs import bind_request_context, log, route_template
+from service.logs.requests import route_template
+from service.logs.setup import log
 
 WWW_AUTHENTICATE = 'Bearer realm="legraise-triage"'
 SECURITY_HEADERS = {
@@ -146,7 +148,7 @@ def _check_access() -> None:
             message="Send an API key in X-API-Key or a bearer JWT in Authorization.",
             headers={"WWW-Authenticate": WWW_AUTHENTICATE},
         )
-    bind_request_context(caller=caller.id)
+    structlog.contextvars.bind_contextvars(caller=caller.id)
     if scope not in caller.scopes:
         log.warning("access_denied", status=403, reason="scope", required=scope, route=route)
         abort(403, message=f"This credential lacks the '{scope}' scope.")

@@ -1,0 +1,68 @@
+"""Logging configuration, applied by each app as it is created: structlog's stock processors, then
+JSON lines through the request's write buffer; stdlib records (werkzeug, urllib3, gunicorn) in the
+same shape on the same stream."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+from service.logs.buffer import JsonLineLogger
+
+LEVELS = {name: logging.getLevelName(name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+log = structlog.get_logger("service")
+
+
+def level_number(name: str) -> int:
+    """The logging level LOG_LEVEL names, in any case, or a ValueError naming the choices."""
+    level = name.upper()
+    if level not in LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
+    return LEVELS[level]
+
+
+def drop_exc_info(logger: object, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    # No exception text or locals in any line: messages and locals can carry request values.
+    event.pop("exc_info", None)
+    event.pop("exception", None)
+    return event
+
+
+STAMP = (
+    structlog.contextvars.merge_contextvars,  # the request id and the caller, bound per request
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    drop_exc_info,
+)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Apply LOG_LEVEL (any case) for the service's events and stdlib's records. Each app applies its
+    own when created, so the last app created sets the process's level."""
+    number = level_number(level)
+    structlog.configure(
+        processors=[*STAMP, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=JsonLineLogger,
+        cache_logger_on_first_use=False,  # a later app's level must reach loggers already in use
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=list(STAMP),
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(serializer=lambda data, **_: orjson.dumps(data).decode()),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(number)
+    logging.getLogger("werkzeug").setLevel("WARNING")
+    # urllib3 logs request lines (FHIR paths and queries name the patient) at DEBUG.
+    logging.getLogger("urllib3").setLevel("WARNING")
