@@ -81,19 +81,19 @@ KNOWLEDGE = {
         "catalog.yaml",
         "    referral: emergency_department",
         "    referal: emergency_department",
-        "catalog.yaml: levels.emergency.referal: unknown key (line 9)",
+        "catalog.yaml: levels.emergency.referal: unknown key (line 11)",
     ),
     "catalog-duplicate": Edit(
         "catalog.yaml",
-        'version: "2026.12.0"\n',
-        'version: "2026.12.0"\nversion: "2026.12.1"\n',
+        'version: "2026.12.1"\n',
+        'version: "2026.12.1"\nversion: "2026.12.2"\n',
         "catalog.yaml: version: duplicate key (lines 2 and 3)",
     ),
     "catalog-wrong-type": Edit(
         "catalog.yaml",
         "  min_age: 16",
         "  min_age: '16'",
-        "catalog.yaml: scope.min_age: must be a whole number (line 41)",
+        "catalog.yaml: scope.min_age: must be a whole number (line 67)",
     ),
     "citations-misspelt": Edit(
         "citations.yaml",

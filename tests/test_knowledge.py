@@ -10,7 +10,8 @@ import pytest
 import yaml
 from marshmallow import fields, validate
 
-from schemas.triage import TriageRequest
+from schemas.cds import Card
+from schemas.triage import ReferralOut, TriageLevel, TriageRequest
 from service import create_app
 from service.knowledge import KnowledgeError, load_knowledge
 from service.knowledge.loader import BUNDLED
@@ -127,6 +128,18 @@ def test_request_schema_and_finding_catalog_agree(kb):
             assert choices is None
         else:
             assert set(choices) == set(finding.values), path
+
+
+def test_answer_and_card_enums_are_the_catalogs(kb):
+    """Issue 21: every label lives in the catalog, and the published enums list exactly its ids, so a
+    target, test or urgency added there cannot answer outside the documented contract."""
+    referral = ReferralOut().fields
+    assert referral["to"].validate.choices == tuple(kb.referral_targets)
+    assert referral["urgency"].validate.choices == tuple(kb.urgencies)
+    assert referral["tests"].inner.validate.choices == tuple(kb.tests)
+    assert TriageLevel().fields["level"].validate.choices == tuple(kb.levels)
+    assert {lv.indicator for lv in kb.levels.values()} <= set(Card().fields["indicator"].validate.choices)
+    assert set(kb.levels) <= set(kb.urgencies)  # a level's own referral goes at the level's urgency
 
 
 # --- invalid knowledge stops start-up with a clear message ---------------------------------------

@@ -11,8 +11,6 @@ from typing import Any
 from service.cds.extract import Note
 from service.cds.fhir_out import (
     OWN_SYSTEM,
-    TARGETS,
-    TESTS,
     all_citations,
     answer_notes,
     prune,
@@ -21,15 +19,7 @@ from service.cds.fhir_out import (
 )
 from service.engine.model import KnowledgeBase
 
-INDICATOR = {"emergency": "critical", "urgent": "warning"}  # every other level: info, unless it needs a look
 SUMMARY_MAX = 139  # the spec asks for fewer than 140 characters
-URGENCY_WORDS = {
-    "emergency": "now",
-    "urgent": "today",
-    "routine": "routine",
-    "if_persistent": "if it does not settle",
-    "self_care": "self-care",
-}
 OVERRIDE_REASONS = (
     ("already-assessed", "Already assessed or referred for this problem"),
     ("findings-outdated", "The recorded findings are out of date"),
@@ -68,10 +58,17 @@ def summary(result: dict[str, Any], incomplete_label: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
-def indicator(result: dict[str, Any]) -> str:
-    # An incomplete assessment or a patient outside the intended population needs a look, whatever the level.
+def referral_label(kb: KnowledgeBase, referral: dict[str, Any]) -> str:
+    """ "Medical assessment by a physician (today)": the target's name and the urgency's word."""
+    return f"{kb.referral_targets[referral['to']]} ({kb.urgencies[referral['urgency']].word})"
+
+
+def indicator(kb: KnowledgeBase, result: dict[str, Any]) -> str:
+    """The level's indicator (catalog); an info card that needs a look is a warning: an incomplete
+    assessment, or a patient outside the intended population."""
+    level = kb.levels[result["triage"]["level"]].indicator
     needs_a_look = result["triage"]["incomplete"] or result["scope"]["population"] == "out"
-    return INDICATOR.get(result["triage"]["level"], "warning" if needs_a_look else "info")
+    return "warning" if level == "info" and needs_a_look else level
 
 
 def triage_card(
@@ -83,10 +80,10 @@ def triage_card(
     card = {
         "uuid": str(uuid.uuid4()),
         "summary": summary(result, kb.incomplete["label"]),
-        "indicator": indicator(result),
+        "indicator": indicator(kb, result),
         "detail": detail(kb, result, notes),
         "source": source,
-        "suggestions": _suggestions(result, basis, ctx),
+        "suggestions": _suggestions(kb, result, basis, ctx),
         "selectionBehavior": "any",
         "overrideReasons": [
             {"system": OWN_SYSTEM, "code": f"override-{code}", "display": display} for code, display in OVERRIDE_REASONS
@@ -110,8 +107,8 @@ def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
     if referrals:
         lines.append("\n**Referrals:**")
         for ref in referrals:
-            tests = f", with {', '.join(TESTS[t] for t in ref['tests'])}" if ref["tests"] else ""
-            lines.append(f"- {TARGETS[ref['to']]} ({URGENCY_WORDS[ref['urgency']]}){tests}")
+            tests = f", with {', '.join(kb.tests[t] for t in ref['tests'])}" if ref["tests"] else ""
+            lines.append(f"- {referral_label(kb, ref)}{tests}")
     if result["advice"]:
         lines.append("\n**Self-management advice:**")
         lines += [f"- {a['text']}" for a in result["advice"]]
@@ -135,7 +132,7 @@ def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
     return "\n".join(lines)
 
 
-def _suggestions(result: dict[str, Any], basis: list[str], ctx: CardContext) -> list[dict[str, Any]]:
+def _suggestions(kb: KnowledgeBase, result: dict[str, Any], basis: list[str], ctx: CardContext) -> list[dict[str, Any]]:
     level_label = result["triage"]["label"]
     assessment = risk_assessment(
         result, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, basis=basis, now=ctx.now
@@ -153,11 +150,11 @@ def _suggestions(result: dict[str, Any], basis: list[str], ctx: CardContext) -> 
         if referral["to"] == "self_management":
             continue
         requests = service_requests(
-            referral, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, level_label=level_label
+            kb, referral, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, level_label=level_label
         )
         out.append(
             {
-                "label": f"{TARGETS[referral['to']]} ({URGENCY_WORDS[referral['urgency']]})"[:80],
+                "label": referral_label(kb, referral)[:80],
                 "uuid": str(uuid.uuid4()),
                 "actions": [
                     {"type": "create", "description": f"Propose: {r['code']['text']}", "resource": r} for r in requests

@@ -9,29 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from service.engine.model import KnowledgeBase
+
 OWN_SYSTEM = "urn:uuid:f1e21d72-9cca-44c3-ab7a-94d093d480b6"
 EXT_LEVEL = "urn:uuid:b560d7fc-b120-4d99-9ee1-f9a18828f90f"  # valueCoding: the triage level
 EXT_RULE = "urn:uuid:e0f8e2d9-7b6f-4203-ae78-ca35e351f1df"  # valueString: a rule that fired
 EXT_CITATION = "urn:uuid:d7b581b4-03f3-44ef-bc22-e4956ec7e68a"  # complex: one source locator
 EXT_KNOWLEDGE = "urn:uuid:891250ba-1c24-4140-874b-94f59c2d0ed8"  # valueString: knowledge version and hash
-
-PRIORITY = {"emergency": "stat", "urgent": "urgent", "routine": "routine", "if_persistent": "routine"}
-TARGETS = {
-    "emergency_department": "Emergency department assessment",
-    "physician": "Medical assessment by a physician",
-    "neurologist": "Referral to a neurologist",
-    "orthopedist": "Referral to an orthopaedic specialist",
-    "physical_therapist": "Referral to a physical therapist",
-    "self_management": "Self-management",
-}
-TESTS = {
-    "mri": "MRI scan",
-    "mri_whole_spine": "MRI of the whole spine",
-    "x_ray": "X-ray",
-    "aorta_imaging": "Ultrasound or CT of the abdominal aorta",
-    "blood_tests": "Blood tests (blood count, inflammatory markers, cultures if febrile)",
-    "nerve_conduction_study": "Nerve conduction study",
-}
 
 
 def own_code(kind: str, ident: str) -> str:
@@ -125,18 +109,19 @@ def answer_notes(result: dict[str, Any]) -> list[str]:
 
 
 def service_requests(
-    referral: dict[str, Any], *, patient_id: str, encounter_id: str | None, level_label: str
+    kb: KnowledgeBase, referral: dict[str, Any], *, patient_id: str, encounter_id: str | None, level_label: str
 ) -> list[dict[str, Any]]:
-    """The referral and each test it calls for, as draft proposals the clinician can accept."""
-    items = [(own_code("referral", referral["to"]), TARGETS[referral["to"]])]
-    items += [(own_code("test", t), TESTS[t]) for t in referral["tests"]]
+    """The referral and each test it calls for, as draft proposals the clinician can accept (names and
+    priority from the catalog)."""
+    items = [(own_code("referral", referral["to"]), kb.referral_targets[referral["to"]])]
+    items += [(own_code("test", t), kb.tests[t]) for t in referral["tests"]]
     out = []
     for code, text in items:
         request: dict[str, Any] = {
             "resourceType": "ServiceRequest",
             "status": "draft",
             "intent": "proposal",
-            "priority": PRIORITY[referral["urgency"]],
+            "priority": kb.urgencies[referral["urgency"]].priority,
             "code": {"coding": [{"system": OWN_SYSTEM, "code": code, "display": text}], "text": text},
             "subject": {"reference": f"Patient/{patient_id}"},
             "reasonCode": [{"text": f"Leg-raise triage: {level_label}"}],

@@ -105,6 +105,14 @@ class Level:
     label: str
     action: str
     referral: str
+    indicator: str  # a CDS card's: critical, warning or info
+
+
+@dataclass(frozen=True)
+class Urgency:
+    id: str
+    word: str  # as a card says it: "now", "today", ...
+    priority: str  # FHIR ServiceRequest.priority
 
 
 @dataclass(frozen=True)
@@ -134,9 +142,9 @@ class KnowledgeBase:
     causes: dict[str, Cause]
     advice: dict[str, Advice]
     rules: tuple[Rule, ...]
-    referral_targets: tuple[str, ...]
-    tests: tuple[str, ...]
-    urgencies: tuple[str, ...]
+    referral_targets: dict[str, str]  # id -> name, in catalog order
+    tests: dict[str, str]  # id -> name, in catalog order
+    urgencies: dict[str, Urgency]  # most urgent first
     conflicts: tuple[Conflict, ...] = ()
     scope: Scope | None = None
     incomplete: dict[str, str] = field(

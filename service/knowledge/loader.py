@@ -22,6 +22,7 @@ from service.engine.model import (
     Referral,
     Rule,
     Scope,
+    Urgency,
 )
 from service.jsoncodec import canonical_json
 from service.knowledge.schemas import KNOWLEDGE_SCHEMAS, CoverageFile, shape_problems
@@ -115,11 +116,11 @@ class _Builder:
         self.derived = self.docs["findings"].get("derived", {})
         self.findings = findings
         levels = {
-            lid: Level(lid, rank, spec["label"], spec["action"], spec["referral"])
+            lid: Level(lid, rank, spec["label"], spec["action"], spec["referral"], spec["indicator"])
             for rank, (lid, spec) in enumerate(catalog["levels"].items())
         }
-        self.levels, self.targets = levels, tuple(catalog["referral_targets"])
-        self.tests, self.urgencies = tuple(catalog["tests"]), tuple(catalog["urgencies"])
+        self.levels, self.targets, self.tests = levels, dict(catalog["referral_targets"]), dict(catalog["tests"])
+        self.urgencies = {uid: Urgency(uid, u["word"], u["priority"]) for uid, u in catalog["urgencies"].items()}
         causes = {
             cid: Cause(cid, c["name"], c["about"], self._cite(citations, c["citations"], f"cause {cid}"))
             for cid, c in catalog["causes"].items()
@@ -134,6 +135,8 @@ class _Builder:
         for lid, lv in levels.items():
             if lv.referral not in self.targets:
                 self.problem(f"level {lid}: unknown referral target {lv.referral!r}")
+            if lid not in self.urgencies:  # a level's own referral goes at the level's urgency
+                self.problem(f"level {lid}: not an urgency too")
         self.causes, self.advice = causes, advice
         rules = tuple(self._rule(r, citations) for r in self.docs["rules"]["rules"])
         self._check_rule_set(rules)

@@ -307,6 +307,12 @@ class _Level(Strict):
     label = Str(required=True)
     action = Str(required=True)
     referral = Str(required=True)
+    indicator = Str(required=True, validate=validate.OneOf(("critical", "warning", "info")))
+
+
+class _Urgency(Strict):
+    word = Str(required=True)
+    priority = Str(required=True, validate=validate.OneOf(("routine", "urgent", "asap", "stat")))  # FHIR R4
 
 
 class _Cause(Strict):
@@ -340,10 +346,10 @@ class _Incomplete(Strict):
 class CatalogFile(Strict):
     version = Str(required=True)
     levels = Mapping(Nested(_Level), required=True)
-    referral_targets = List(Str(), required=True)
-    tests = List(Str(), required=True)
+    referral_targets = Mapping(Str(), required=True)  # id -> name
+    tests = Mapping(Str(), required=True)  # id -> name
     emergency_tests = List(Str())
-    urgencies = List(Str(), required=True)
+    urgencies = Mapping(Nested(_Urgency), required=True)
     authorities = Mapping(Str(), required=True)
     scope = Nested(_Scope)
     incomplete = Nested(_Incomplete, required=True)
