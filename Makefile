@@ -82,9 +82,9 @@ openapi: $(STAMP)
 
 # Knowledge authoring (needs the source texts): rebuild the source manifest / fill citation spans.
 manifest: $(STAMP)
-	$(BIN)/python tools/author.py manifest $(SEEDS)
+	$(BIN)/python -m service knowledge manifest --texts $(SEEDS)
 cite: $(STAMP)
-	$(BIN)/python tools/author.py cite $(SEEDS)
+	$(BIN)/python -m service knowledge cite --texts $(SEEDS)
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^legraise-triage' > constraints.new

@@ -73,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph = knowledge.add_parser("graph", help="draw the rules: findings -> rules -> levels, causes, referrals")
     graph.add_argument("-o", "--out", type=Path, required=True, help="the picture, .svg or .png")
     graph.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
+    for name, summary in AUTHORING.items():
+        step = knowledge.add_parser(name, help=summary)
+        step.add_argument("--texts", type=Path, help="the source texts (default: TRIAGE_SOURCE_TEXTS_DIR)")
+        step.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
+        if name == "show":
+            step.add_argument("source", help="source id, such as 000")
+            step.add_argument("section", help="section id, such as when_to_seek")
     args = parser.parse_args(argv)
     try:
         settings = from_environment()
@@ -83,9 +90,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.knowledge = Path(settings["KNOWLEDGE_DIR"])
     if getattr(args, "texts", False) is None and settings.get("SOURCE_TEXTS_DIR"):
         args.texts = Path(settings["SOURCE_TEXTS_DIR"])
-    if args.command == "knowledge":
-        return _check(args) if args.action == "check" else _graph(args)
-    return _evaluate(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.action in AUTHORING:
+        return _author(args)
+    return _check(args) if args.action == "check" else _graph(args)
+
+
+AUTHORING = {
+    "manifest": "rebuild sources.yaml from source_layout.yaml and the texts",
+    "cite": "fill every citation's offsets and SHA-256 from the texts",
+    "show": "print a section's paragraphs and sentence numbers (to the terminal only: never commit a text)",
+}
+
+
+def _author(args: argparse.Namespace) -> int:
+    from service.knowledge import authoring
+
+    if args.texts is None:
+        print("error: the source texts are needed: --texts DIR or TRIAGE_SOURCE_TEXTS_DIR", file=sys.stderr)
+        return USAGE
+    folder = Path(args.knowledge or BUNDLED)
+    try:
+        if args.action == "manifest":
+            print(f"wrote {authoring.manifest(args.texts, folder)}")
+        elif args.action == "cite":
+            print(f"filled {authoring.cite(args.texts, folder)} citations in {folder / 'citations.yaml'}")
+        else:
+            print("\n".join(authoring.show(args.texts, folder, args.source, args.section)))
+    except (OSError, ValueError, KeyError, IndexError) as exc:  # AuthoringError and DataFileError are ValueErrors
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return USAGE
+    return 0
 
 
 def _graph(args: argparse.Namespace) -> int:
