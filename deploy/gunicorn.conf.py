@@ -7,8 +7,6 @@ import shutil
 import sys
 import tempfile
 
-import structlog
-
 from service.logs.setup import level_number
 from service.serving import install as send_head_with_body
 from service.serving import install_problem_errors
@@ -60,19 +58,7 @@ except ValueError as exc:  # else gunicorn stops with "Unable to configure logge
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": structlog.stdlib.ProcessorFormatter,
-            "processors": [
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(),
-            ],
-            "foreign_pre_chain": [
-                structlog.stdlib.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-            ],
-        }
-    },
+    "formatters": {"json": {"()": "service.logs.setup.json_formatter"}},  # the app's own line shape
     "filters": {"redact": {"()": "service.logs.gunicorn.GunicornRedactor"}},
     "handlers": {
         "console": {

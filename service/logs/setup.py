@@ -40,6 +40,17 @@ STAMP = (
 )
 
 
+def json_formatter() -> logging.Formatter:
+    """stdlib records as the service's own JSON lines: for the app's handler and gunicorn's logconfig."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=list(STAMP),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(serializer=lambda data, **_: orjson.dumps(data).decode()),
+        ],
+    )
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Apply LOG_LEVEL (any case) for the service's events and stdlib's records. Each app applies its
     own when created, so the last app created sets the process's level."""
@@ -51,15 +62,7 @@ def configure_logging(level: str = "INFO") -> None:
         cache_logger_on_first_use=False,  # a later app's level must reach loggers already in use
     )
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=list(STAMP),
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(serializer=lambda data, **_: orjson.dumps(data).decode()),
-            ],
-        )
-    )
+    handler.setFormatter(json_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(number)
