@@ -11,7 +11,7 @@ from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.jsoncodec import InvalidJSON, parse_strict_json
-from service.validation import ACCEPTORS
+from service.validation import ACCEPTORS, load
 
 
 def read_whole_body(req: flask.Request) -> bytes:
@@ -42,11 +42,8 @@ class StrictJSONParser(FlaskParser):
         body the app's JSON Schema accepts (service/validation.py) is used as it is; any other is
         loaded by marshmallow, whose errors are the 422 (the same answers as webargs' own parse)."""
         data = self.load_json(req, schema)  # 415 and 400 are raised here
-        accepts = flask.current_app.extensions[ACCEPTORS].get(type(schema).__name__)
-        if accepts is not None and accepts(data):
-            return data
         try:
-            return schema.load(data, unknown=marshmallow.RAISE)
+            return load(schema, data, flask.current_app.extensions[ACCEPTORS])
         except marshmallow.ValidationError as error:
             self._on_validation_error(error, req, schema, "json", error_status_code=None, error_headers=None)
 

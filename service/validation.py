@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jsonschema_rs
+import marshmallow
 
 ACCEPTORS = "triage_acceptors"  # app.extensions key: schema class name -> is_valid
+Acceptors = Mapping[str, Callable[[Any], bool]]
 # Request schemas whose load returns the body unchanged (no defaults, renames or post-load hooks):
 # for these, a body the JSON Schema accepts can be used as it is.
 UNCHANGED_BY_LOAD = ("TriageRequest",)
@@ -27,3 +29,12 @@ def build_acceptors(spec: Mapping[str, Any]) -> dict[str, Callable[[Any], bool]]
         name: jsonschema_rs.Draft4Validator({"$ref": f"#/components/schemas/{name}", "components": components}).is_valid
         for name in UNCHANGED_BY_LOAD
     }
+
+
+def load(schema: marshmallow.Schema, data: Any, acceptors: Acceptors) -> Any:
+    """What schema.load(data) returns: `data` itself when the schema's acceptor takes it, else
+    marshmallow's load (unknown keys refused), whose ValidationError carries the 422's messages."""
+    accepts = acceptors.get(type(schema).__name__)
+    if accepts is not None and accepts(data):
+        return data
+    return schema.load(data, unknown=marshmallow.RAISE)

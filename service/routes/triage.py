@@ -18,6 +18,7 @@ from service.errors import validation_problem
 from service.knowledge import load_knowledge
 from service.routes import KNOWLEDGE, knowledge_base
 from service.smorest import Blueprint
+from service.validation import ACCEPTORS, Acceptors, load
 
 blp = Blueprint("triage", __name__, url_prefix="/v1", description="Evaluate exam findings.")
 BATCH_TOO_LARGE = "Body larger than BATCH_MAX_CONTENT_LENGTH (4 MiB by default)."
@@ -54,7 +55,9 @@ def triage(body: dict[str, Any]) -> flask.Response:
     return json_response(result)  # already in TriageResponse's shape: no dump needed
 
 
-def answer_batch(kb: KnowledgeBase, cases: list[Any]) -> tuple[dict[str, Any], list[tuple[dict, dict]]]:
+def answer_batch(
+    kb: KnowledgeBase, cases: list[Any], acceptors: Acceptors
+) -> tuple[dict[str, Any], list[tuple[dict, dict]]]:
     """The batch response body, and the (request, answer) pairs of the answered cases to audit.
 
     Each case is loaded and evaluated exactly as POST /v1/triage would; a rejected case gets the
@@ -65,7 +68,7 @@ def answer_batch(kb: KnowledgeBase, cases: list[Any]) -> tuple[dict[str, Any], l
     decided: list[tuple[dict, dict]] = []
     for index, case in enumerate(cases):
         try:
-            data = schema.load(case)
+            data = load(schema, case, acceptors)
         except ValidationError as exc:
             results.append({"index": index, "status": 422, "problem": validation_problem(exc.messages)})
             continue
@@ -87,7 +90,7 @@ def answer_batch(kb: KnowledgeBase, cases: list[Any]) -> tuple[dict[str, Any], l
 @blp.response(
     200,
     BatchResponse,
-    example=example(answer_batch(load_knowledge(), BATCH_REQUEST["cases"])[0]),
+    example=example(answer_batch(load_knowledge(), BATCH_REQUEST["cases"], {})[0]),
     returns_response=True,
 )
 @blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
@@ -107,7 +110,8 @@ def triage_batch(body: dict[str, Any]) -> flask.Response:
     limit = config["BATCH_MAX_CASES"]
     if len(body["cases"]) > limit:
         abort(422, messages={"json": {"cases": [f"Too many cases: at most {limit} per request."]}})
-    response_body, decided = answer_batch(knowledge_base(), body["cases"])
+    acceptors = flask.current_app.extensions[ACCEPTORS]
+    response_body, decided = answer_batch(knowledge_base(), body["cases"], acceptors)
     for data, answer in decided:  # one audit event (and decision metric) per answered case
         audit_decision("batch", data, answer, config["AUDIT_HASH_KEY"])
     return json_response(response_body)  # answers are already in TriageResponse's shape: no dump
