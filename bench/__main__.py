@@ -1,22 +1,14 @@
-"""`python -m bench` (make bench): every benchmark section in one run, each figure beside its yardstick.
+"""`python -m bench [--budget full|tiny] [--out docs/performance.md]` (make bench): every section in one run.
 
-    python -m bench [--budget full|tiny] [--out docs/performance.md]
-
-Writes the markdown report to --out, the figure beside it (same name, .png) and prints the report.
-Sections: HTTP throughput and latency at half rate (/v1/triage against the control endpoint), the
-engine alone and its growth with rule count, zen-engine as a peer, batch against single calls, CDS
-Hooks against /v1/triage, cold start. The machine is shared and noisy: read the ratios.
-
-Exit status 0 when every figure was taken, whether or not it meets its target (the report says);
-1 when a measurement failed (a wrk run with failed requests, zen disagreeing with our engine, a
-server that did not start): the report is still written, with the error in place of that section.
-`tiny` is for the test: about half a minute, the same code paths, figures of no value.
+Writes the markdown report to --out, the figure beside it (.png), and prints the report. Exit status 0
+when every figure was taken, met or not (the report says); 1 when a measurement failed (failed requests,
+zen disagreeing with our engine, a server that did not start): the report still shows the rest. `tiny`
+is for the test: every code path in about half a minute, figures of no value.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import math
 import os
 import sys
@@ -29,77 +21,45 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench import http, report
+from service.knowledge import load_knowledge
 
 ROOT = Path(__file__).resolve().parents[1]
+# A server that does not start fails through tests/live.py with pytest's Failed, a BaseException.
+FAILURES = (Exception, pytest.fail.Exception)
 
 
 @dataclass(frozen=True)
 class Budget:
-    name: str
-    saturation_seconds: float  # each timed wrk run of the throughput comparison
-    saturation_rounds: int
-    seconds: float  # each timed wrk run of the batch comparison
-    rounds: int  # alternating rounds of the half-rate and batch comparisons
-    paced_seconds: float  # each timed wrk run at half rate: longer, so a round's p99 rests on more requests
-    warmup_seconds: float  # per endpoint before a comparison (0: none)
-    connections: int
-    repeat: int  # engine scaling passes
-    evaluations_repeat: int  # passes for time_evaluations and the figure's per-evaluation times
-    zen_repeat: int
-    factors: tuple[int, ...]
-    requests: int | None  # engine and zen: this many complete + as many partial exams (None: the whole mix)
-    batch_cases: int
-    cds_requests: int
-    cds_rounds: int
-    cold_starts: int
+    name: str = "full"
+    # Many short alternating rounds: the machine's speed drifts within seconds, and a median of more paired
+    # rounds moves less with it. 41 rounds give a 94% interval of the median from the 15th to the 27th round
+    # (bench/stats.py), 13 from the 4th to the 10th; rounds of 1 s spread half as much again as rounds of
+    # 2 s. So the throughput comparison, the target not yet settled, takes 41 of 2 s (about 3 minutes).
+    saturation_seconds: float = 2
+    saturation_rounds: int = 41
+    seconds: float = 2  # each timed wrk run of the batch comparison
+    rounds: int = 13  # alternating rounds of the half-rate and batch comparisons
+    paced_seconds: float = 8  # a round's p99 is its 1% slowest: at 4 s, one or two stalls set it
+    warmup_seconds: float = 2  # per endpoint before a comparison (0: none)
+    connections: int = 16
+    repeat: int = 5  # engine scaling passes
+    evaluations_repeat: int = 20  # passes over the bundled knowledge
+    zen_repeat: int = 20
+    factors: tuple[int, ...] = (1, 10, 100)
+    requests: int | None = None  # engine and zen: this many complete + as many partial exams (None: all)
+    batch_cases: int = 100
+    cds_requests: int = 300
+    cds_rounds: int = 3
+    cold_starts: int = 3
 
 
-BUDGETS = {
-    "full": Budget(
-        name="full",
-        # Many short alternating rounds: the machine's speed drifts within seconds, and the median
-        # of more paired rounds moves less with it. 41 rounds give a 94% interval of that median from
-        # the 15th to the 27th round (bench/stats.py); 13 gave the 4th to the 10th. Rounds of 1 s
-        # spread about half as much again as rounds of 2 s, so the throughput comparison, the
-        # target the interval has not yet settled, takes 41 of 2 s (about 3 minutes).
-        saturation_seconds=2,
-        saturation_rounds=41,
-        seconds=2,
-        rounds=13,
-        paced_seconds=8,  # a round's p99 is the 1% slowest: at 4 s one or two scheduler stalls set it
-        warmup_seconds=2,
-        connections=16,
-        repeat=5,
-        evaluations_repeat=20,
-        zen_repeat=20,
-        factors=(1, 10, 100),
-        requests=None,
-        batch_cases=100,
-        cds_requests=300,
-        cds_rounds=3,
-        cold_starts=3,
-    ),
-    "tiny": Budget(
-        name="tiny",
-        saturation_seconds=1,
-        saturation_rounds=1,
-        seconds=1,
-        rounds=1,
-        paced_seconds=1,
-        warmup_seconds=0,
-        connections=16,
-        repeat=1,
-        evaluations_repeat=1,
-        zen_repeat=1,
-        factors=(1, 2),
-        requests=4,
-        batch_cases=100,
-        cds_requests=3,
-        cds_rounds=1,
-        cold_starts=1,
-    ),
-}
+TINY = {"saturation_seconds": 1, "saturation_rounds": 1, "seconds": 1, "rounds": 1, "paced_seconds": 1}
+TINY |= {"warmup_seconds": 0, "repeat": 1, "evaluations_repeat": 1, "zen_repeat": 1, "factors": (1, 2)}
+TINY |= {"requests": 4, "cds_requests": 3, "cds_rounds": 1, "cold_starts": 1}
+BUDGETS = {"full": Budget(), "tiny": Budget(name="tiny", **TINY)}
 
 
 def machine_speed_ms() -> float:
@@ -117,147 +77,84 @@ def say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def guarded(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The section's figures, or its error (logged with its traceback)."""
+    try:
+        return run()
+    except FAILURES as exc:
+        say(f"measurement failed: {exc}")
+        traceback.print_exception(exc, file=sys.stderr)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def engine_requests(budget: Budget) -> list[dict[str, Any]]:
     """The scenario mix, or `requests` complete and as many partial exams from it (halves kept in order)."""
     from bench.workload import scenario_mix
 
     mix = scenario_mix()
-    if budget.requests is None:
-        return mix
     half = len(mix) // 2
-    return mix[: budget.requests] + mix[half : half + budget.requests]
-
-
-def evaluation_times_us(kb: Any, requests: Sequence[dict[str, Any]], repeat: int) -> list[float]:
-    """Every single evaluation's time in µs over `repeat` passes, after a warm-up (for the figure)."""
-    from service.engine import evaluate
-
-    for _ in range(3):
-        for body in requests:
-            evaluate(kb, body)
-    gc.collect()
-    clock = time.perf_counter_ns
-    out = []
-    for _ in range(repeat):
-        for body in requests:
-            t0 = clock()
-            evaluate(kb, body)
-            out.append((clock() - t0) / 1000)
-    return out
-
-
-# --- sections -----------------------------------------------------------------------------------------
+    return mix if budget.requests is None else mix[: budget.requests] + mix[half : half + budget.requests]
 
 
 def section_http(budget: Budget, workdir: Path) -> dict[str, dict[str, Any]]:
-    """Sections 1 and 4: one bench server; saturation, then both endpoints paced at half the control's rate,
-    then batch against single calls."""
+    """Sections 1 and 4 on one bench server: saturation, both endpoints paced at half the control's
+    rate, then batch against single calls."""
+    from bench.app import wire
     from bench.workload import scenario_mix
 
-    out: dict[str, dict[str, Any]] = {}
     mix = scenario_mix()
-    bodies = http.endpoint_bodies(mix)
-    folder = workdir / "wrk"
-    folder.mkdir(parents=True, exist_ok=True)
-    with http.Gunicorn(http.BENCH_APP, workdir, name="bench-app") as server:
-        say(f"bench app up on {server.url} in {server.cold_start_s:.2f} s")
+    bodies = [wire(r) for r in mix]  # as wrk sends them: the control's canned answers are keyed by these bytes
+    (workdir / "wrk").mkdir(parents=True, exist_ok=True)
+    with http.serving(workdir, "bench-app", http.BENCH_APP) as server:
+        say(f"bench app up on {server.url} in {server.ready_s:.2f} s")
         http.check_answers(server, bodies)
-        common = {"connections": budget.connections, "seconds": budget.seconds, "rounds": budget.rounds}
-        try:
+        load = http.Load(server, workdir / "wrk", budget.connections)
+
+        def throughput_and_latency() -> dict[str, Any]:
             say("HTTP saturation: /v1/triage against /bench/control")
-            sat = http.saturation(
-                server,
-                folder,
-                bodies,
-                connections=budget.connections,
-                seconds=budget.saturation_seconds,
-                rounds=budget.saturation_rounds,
-                warmup_seconds=budget.warmup_seconds,
-            )
+            rounds = (budget.saturation_seconds, budget.saturation_rounds, budget.warmup_seconds)
+            sat = http.saturation(load, bodies, rounds)
             half = sat["rate"]["control"] / 2
             say(f"HTTP at half the control's rate ({half:.0f} req/s)")
-            pace = http.paced(
-                server,
-                folder,
-                bodies,
-                target_rate=half,
-                **{**common, "seconds": budget.paced_seconds},
-            )
-            out["http"] = {"saturation": sat, "paced": pace, "bodies": len(bodies)}
-        except Exception as exc:
-            out["http"] = {"error": _error(exc)}
-        try:
+            pace = http.paced(load, bodies, half, (budget.paced_seconds, budget.rounds, 0))
+            return {"saturation": sat, "paced": pace, "bodies": len(bodies)}
+
+        def batch() -> dict[str, Any]:
             say(f"batch of {budget.batch_cases} against single calls")
             cases = [mix[i % len(mix)] for i in range(budget.batch_cases)]
-            out["batch"] = http.batch(server, folder, cases, warmup_seconds=budget.warmup_seconds, **common)
-        except Exception as exc:
-            out["batch"] = {"error": _error(exc)}
-        boots, repeated = server.worker_boots(), server.repeated_runs
-    for name in ("http", "batch"):
-        out[name]["worker_boots"] = boots
-        out[name]["repeated_runs"] = repeated
-    return out
+            return http.batch(load, cases, (budget.seconds, budget.rounds, budget.warmup_seconds))
+
+        out = {"http": guarded(throughput_and_latency), "batch": guarded(batch)}
+        shared = {"worker_boots": http.worker_boots(server), "repeated_runs": load.repeated_runs}
+    return {name: {**data, **shared} for name, data in out.items()}
 
 
 def section_engine(budget: Budget) -> dict[str, Any]:
     from bench.engine import scaling, time_evaluations
-    from service.knowledge import load_knowledge
 
     requests = engine_requests(budget)
-    kb = load_knowledge()
     say(f"engine scaling over factors {budget.factors}")
     rows = scaling(requests, factors=budget.factors, repeat=budget.repeat)
     say("engine time per evaluation (bundled knowledge)")
-    bundled = time_evaluations(kb, requests, budget.evaluations_repeat)
-    samples = evaluation_times_us(kb, requests, budget.evaluations_repeat)
+    bundled = time_evaluations(load_knowledge(), requests, budget.evaluations_repeat)
     return {
         "requests": len(requests),
         "repeat": budget.repeat,
         "evaluations_repeat": budget.evaluations_repeat,
         "scaling": rows,
+        "samples_us": bundled.pop("samples_us"),
         "bundled": bundled,
-        "samples_us": samples,
     }
 
 
 def section_zen(budget: Budget) -> dict[str, Any]:
     from bench.zen import compare
-    from service.knowledge import load_knowledge
 
-    requests = engine_requests(budget)
     say("zen-engine peer")
-    result = compare(load_knowledge(), requests, budget.zen_repeat)
-    if result["agree"] != result["requests"]:
-        raise http.MeasurementError(
-            f"zen-engine and our engine agree on the level for {result['agree']} of {result['requests']} requests"
-        )
-    return {**result, "repeat": budget.zen_repeat}
-
-
-def section_cds(budget: Budget) -> dict[str, Any]:
-    from bench import cds_hooks
-
-    say("CDS Hooks against /v1/triage")
-    result = cds_hooks.run(budget.cds_requests, budget.cds_rounds)
-    return {**result, "rounds": budget.cds_rounds, "spec_target_ms": cds_hooks.SPEC_TARGET_MS}
-
-
-def section_cold(budget: Budget, workdir: Path) -> dict[str, Any]:
-    say(f"cold start x{budget.cold_starts}")
-    return http.cold_start(workdir, budget.cold_starts)
-
-
-def _error(exc: BaseException) -> str:
-    say(f"measurement failed: {exc}")
-    traceback.print_exception(exc, file=sys.stderr)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _guarded(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    try:
-        return run()
-    except Exception as exc:
-        return {"error": _error(exc)}
+    z = compare(load_knowledge(), engine_requests(budget), budget.zen_repeat)
+    if z["agree"] != z["requests"]:
+        raise http.MeasurementError(f"zen-engine and our engine agree on the level for {z['agree']} of {z['requests']}")
+    return {**z, "repeat": budget.zen_repeat}
 
 
 def measure(budget: Budget) -> dict[str, Any]:
@@ -268,17 +165,16 @@ def measure(budget: Budget) -> dict[str, Any]:
     sections: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="legraise-bench-") as tmp:
         workdir = Path(tmp)
-        try:
-            sections.update(section_http(budget, workdir / "http"))
-        except Exception as exc:  # the server did not start, or the mix does not answer 200
-            error = _error(exc)
-            sections["http"] = {"error": error}
-            sections["batch"] = {"error": error}
+        # The server did not start, or the mix does not answer 200: both sections fail.
+        both = guarded(lambda: section_http(budget, workdir / "http"))
+        sections |= {"http": both, "batch": both} if "error" in both else both
         speed["engine"] = machine_speed_ms()
-        sections["engine"] = _guarded(lambda: section_engine(budget))
-        sections["zen"] = _guarded(lambda: section_zen(budget))
-        sections["cds"] = _guarded(lambda: section_cds(budget))
-        sections["cold"] = _guarded(lambda: section_cold(budget, workdir / "cold"))
+        sections["engine"] = guarded(lambda: section_engine(budget))
+        sections["zen"] = guarded(lambda: section_zen(budget))
+        say("CDS Hooks against /v1/triage")
+        sections["cds"] = guarded(lambda: http.cds_hooks(workdir / "cds", budget.cds_requests, budget.cds_rounds))
+        say(f"cold start x{budget.cold_starts}")
+        sections["cold"] = guarded(lambda: http.cold_start(workdir / "cold", budget.cold_starts))
     return {
         "budget": asdict(budget),
         "started": started,

@@ -1,30 +1,14 @@
 """The engine in process: time per evaluation over the scenario mix, and its growth with knowledge size.
 
-No web stack, no JSON: `evaluate(kb, body)` on the same request bodies the HTTP benchmark sends, so
-the figure is the engine's own cost, and comparing knowledge sizes shows the cost per added rule.
-
-Synthetic knowledge bases (1x, 10x, 100x the real rule count) are the bundled YAML with the rules
-list grown, then built by the loader's own builder, so every check still applies (known findings,
-abnormal values only for level-setting rules, clinical citations, unique ids). Design:
-
-- Copy k (k = 1 .. factor - 1) of real rule R is R with id `R.id~k` and
-  `when: {all: [R.when as written, extra_1, extra_2]}`; level, causes, referrals, advice and
-  citations are R's. The real rules come first, unchanged, then every rule's copy 1, copy 2, ...
-- The extras are atoms testing an ABNORMAL value of a finding the real rules already read, from
-  findings.yaml: tri `is: present`; enum `is: V` for each V neither normal nor unknown; set
-  `has: V` for each V; int `at_least: N` at the quarter points above the minimum.
-- The pairs are listed in findings.yaml order; synthetic rule g (counted from 0) takes pair
-  `g * STRIDE_1 % n` and pair `(g * STRIDE_2 + g // n) % n` (the second cycle shifts each lap, so
-  the combinations vary), each stepped forward past any finding R already tests and past the
-  other extra's finding. So a copy is never trivially true, false or contradictory.
-- The always-true baseline rule is copied like the rest: its copies get the two extras too, so
-  they set self_care only for a combination of abnormal findings and are never always true.
-
-So the synthetic rules touch the same findings as the real ones and fire only for more specific
-combinations, as in a larger real knowledge base; they also add cause weights and trace entries
-when they fire, which is work a larger base does too. `factor=1` is the bundled base unchanged.
-
-    .venv/bin/python -m bench.engine [repeat]
+Synthetic knowledge bases (`factor` x the real rule count) are the bundled YAML with the rules list
+grown, built by the loader's own builder, so every check still applies. Copy k of real rule R is R
+with id `R.id~k` and `when: {all: [R.when, extra_1, extra_2]}`; an extra tests an ABNORMAL value of a
+finding the real rules read (tri `is: present`, enum `is: V` neither normal nor unknown, set `has: V`,
+int `at_least:` a quarter point above the minimum). Synthetic rule g takes pairs `g * STRIDE_1 % n` and
+`(g * STRIDE_2 + g // n) % n` (shifting each lap, so combinations vary), each stepped past the findings
+R tests and the other extra's. So a copy (the baseline's too) is never trivially true, false or
+contradictory, touches the findings the real rules touch and fires only for more specific
+combinations, adding cause weights and trace entries as a larger real base would.
 """
 
 from __future__ import annotations
@@ -33,11 +17,11 @@ import copy
 import gc
 import math
 import statistics
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bench.stats import percentile
 from service.engine import evaluate
 from service.knowledge.loader import BUNDLED, FILES, KnowledgeBase, _Builder, _read_yaml
 
@@ -144,17 +128,11 @@ def _pass_ns(kb: KnowledgeBase, requests: Sequence[dict[str, Any]]) -> list[int]
     return out
 
 
-def _percentile(samples: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile: a value that was actually measured."""
-    ordered = sorted(samples)
-    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
-
-
 def _summary(samples: Sequence[int]) -> dict[str, Any]:
     return {
         "evaluations": len(samples),
-        "p50_us": _percentile(samples, 50) / 1000,
-        "p99_us": _percentile(samples, 99) / 1000,
+        "p50_us": percentile(samples, 50) / 1000,
+        "p99_us": percentile(samples, 99) / 1000,
         "mean_us": statistics.fmean(samples) / 1000,
     }
 
@@ -166,24 +144,21 @@ def _warm_up(kb: KnowledgeBase, requests: Sequence[dict[str, Any]]) -> None:
 
 
 def time_evaluations(kb: KnowledgeBase, requests: Sequence[dict[str, Any]], repeat: int) -> dict[str, Any]:
-    """p50, p99 and mean µs per evaluation over `repeat` passes of `requests`, after a warm-up."""
+    """p50, p99 and mean µs per evaluation over `repeat` passes of `requests`, after a warm-up; and every
+    evaluation's time (`samples_us`, for the figure)."""
     _warm_up(kb, requests)
     samples: list[int] = []
     for _ in range(repeat):
         samples += _pass_ns(kb, requests)
-    return _summary(samples)
+    return {**_summary(samples), "samples_us": [t / 1000 for t in samples]}
 
 
 def scaling(
     requests: Sequence[dict[str, Any]], factors: Iterable[int] = (1, 10, 100), repeat: int = 5
 ) -> list[dict[str, Any]]:
     """Time per evaluation per knowledge size; the smallest factor is the base for ratio and cost per rule.
-
-    Passes alternate between sizes (and the order rotates each repeat), so machine noise lands on
-    all sizes alike; each timed pass follows an untimed one of the same size. Requests in the first
-    half count as complete exams, the rest as partial, which is how bench.workload.scenario_mix
-    orders them.
-    """
+    Passes alternate between sizes in rotating order, so machine noise lands on all sizes alike. The first
+    half of `requests` counts as complete exams, the rest as partial (bench.workload.scenario_mix's order)."""
     sizes = sorted(set(factors))
     kbs = {f: synthetic_knowledge(f) for f in sizes}
     for kb in kbs.values():
@@ -203,8 +178,8 @@ def scaling(
         every = [t for p in passes for t in p]
         row = {"factor": f, "rules": len(kbs[f].rules), **_summary(every)}
         if half and half < len(requests):
-            row["complete_p50_us"] = _percentile([t for p in passes for t in p[:half]], 50) / 1000
-            row["partial_p50_us"] = _percentile([t for p in passes for t in p[half:]], 50) / 1000
+            row["complete_p50_us"] = percentile([t for p in passes for t in p[:half]], 50) / 1000
+            row["partial_p50_us"] = percentile([t for p in passes for t in p[half:]], 50) / 1000
         rows.append(row)
     base = rows[0]
     for row in rows:
@@ -212,33 +187,3 @@ def scaling(
         added = row["rules"] - base["rules"]
         row["ns_per_added_rule"] = (row["p50_us"] - base["p50_us"]) * 1000 / added if added else None
     return rows
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """The scaling rows as a markdown table."""
-    lines = [
-        "| knowledge | rules | p50 µs | p99 µs | mean µs | complete p50 µs | partial p50 µs"
-        " | p50 / base | ns per added rule |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for r in rows:
-        per_rule = "-" if r["ns_per_added_rule"] is None else f"{r['ns_per_added_rule']:.1f}"
-        lines.append(
-            f"| {r['factor']}x | {r['rules']} | {r['p50_us']:.1f} | {r['p99_us']:.1f} | {r['mean_us']:.1f}"
-            f" | {r.get('complete_p50_us', math.nan):.1f} | {r.get('partial_p50_us', math.nan):.1f}"
-            f" | {r['ratio_p50']:.2f} | {per_rule} |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from bench.workload import scenario_mix
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    repeat = int(args[0]) if args else 5
-    print(table(scaling(scenario_mix(), repeat=repeat)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

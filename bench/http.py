@@ -1,63 +1,72 @@
-"""The HTTP sections of the benchmark: gunicorn as deployed, loaded by wrk, beside a yardstick.
+"""The HTTP sections: gunicorn as deployed (tests/live.py starts it) under load, beside a yardstick.
 
-One helper starts gunicorn the way production does (`python -m gunicorn -c deploy/gunicorn.conf.py
-APP`, BIND on a free loopback port, TRIAGE_API_OPEN=true, the production LOG_LEVEL, stdout and
-stderr to a log file) and times it to the first 200 from /readyz; bench.cds_hooks uses it too.
-
-- `saturation`: POST /v1/triage against POST /bench/control (bench/app.py), fixed connections,
-  alternating rounds; requests/s, p50, p99 and the ratio triage / control.
-- `paced`: both endpoints at one offered rate (wrk paced with a Lua delay), p99 and the ratio.
-- `batch`: POST /v1/triage/batch (100 cases in one body) against the same 100 cases as single calls.
-- `cold_start`: the production app from `python -m gunicorn` to the first 200 from /readyz.
-
-Every wrk run must finish with no failure (non-2xx answer or socket error): MeasurementError if not.
+wrk's runs (`Load`): /v1/triage against /bench/control (bench/app.py) at saturation and at one offered
+rate, and the batch endpoint against single calls; any failed request (non-2xx or socket error) is a
+MeasurementError. Sequential calls: CDS Hooks against /v1/triage. And the cold start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
 from bench.app import CONTROL, wire
 from bench.stats import median_interval
-from bench.wrk import WrkResult, run_wrk, write_script
+from bench.wrk import run_wrk, write_script
+from tests.live import SERVICE_APP, Replica, free_port, running
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = "deploy/gunicorn.conf.py"
-SERVICE_APP = "service:create_app()"
 BENCH_APP = "bench.app:create_bench_app()"
 TRIAGE = "/v1/triage"
 BATCH = "/v1/triage/batch"
+CDS = "/cds-services/leg-raise-triage"
+CDS_ISSUER = "https://ehr.bench.invalid/"
+CDS_KID = "bench-key"
+SPEC_TARGET_MS = 500.0  # CDS Hooks 2.0.1: services should answer on the order of 500 ms
+JSON = {"Content-Type": "application/json"}
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
+READY_POLL_S = 0.01  # the cold start is timed to the first 200 from /readyz: poll often
+BALANCE_ATTEMPTS = 4
+BALANCED_SHARE = 0.5  # the least busy worker used at least half the CPU of the busiest
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts CPU time in these
+# Empty, gunicorn.conf.py makes its own metrics and CDS replay directories on /dev/shm, as deployed; the
+# harness's default puts them on disk, where the replay store's SQLite writes would slow CDS Hooks calls.
+SERVER_ENV = {"PROMETHEUS_MULTIPROC_DIR": ""}
+
+
+Ratio = Callable[[dict[str, Any], dict[str, Any]], float]
+Rounds = tuple[float, int, float]  # seconds per run, rounds, warm-up seconds per side (0: none)
 
 
 class MeasurementError(RuntimeError):
-    """A figure could not be taken (server did not start, failed requests, wrong answers)."""
+    """A figure could not be taken (failed requests, wrong answers)."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def serving(
+    directory: Path, name: str, app: str = SERVICE_APP, env: dict[str, str] | None = None, port: int | None = None
+) -> contextlib.AbstractContextManager[Replica]:
+    """gunicorn with the production config, ready on entry (`ready_s`: its cold start), stopped on exit.
+    A server that does not start raises pytest's Failed, which the sections report like any error."""
+    overrides = {**SERVER_ENV, **(env or {})}
+    return running(
+        directory, overrides, name, port=port, app=app, ready_timeout=START_TIMEOUT, ready_interval=READY_POLL_S
+    )
 
 
 def gunicorn_settings() -> dict[str, str]:
-    """The serving settings in effect (the environment overrides gunicorn.conf.py reads), for the report."""
+    """The serving settings in effect (the environment gunicorn.conf.py reads, or its defaults)."""
     return {
         "workers": os.environ.get("WEB_CONCURRENCY", "2"),
         "threads": os.environ.get("GUNICORN_THREADS", "4"),
@@ -67,214 +76,103 @@ def gunicorn_settings() -> dict[str, str]:
     }
 
 
+def worker_boots(server: Replica) -> int:
+    """Workers booted so far, the first ones included (more than `workers`: some were recycled)."""
+    return server.log_text().count("Booting worker")
+
+
+def worker_cpu_ticks(server: Replica) -> dict[int, int]:
+    """CPU time (clock ticks, user + system) used so far by each current worker."""
+    ticks = {}
+    for pid in server.worker_pids():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks[pid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
 @dataclass
-class Gunicorn:
-    """One gunicorn master and its workers on 127.0.0.1, in its own process group.
+class Load:
+    """wrk against one server at a fixed connection count; counts the runs taken again (`run`)."""
 
-    `with Gunicorn(app, workdir) as server:` starts it and waits for /readyz (cold_start_s is the time
-    from starting the process to that first 200); leaving stops it (SIGTERM, then SIGKILL the group).
-    `env` is added to this process's environment; `port` 0 picks a free one at start.
-    """
+    server: Replica
+    folder: Path
+    connections: int
+    repeated_runs: int = 0
 
-    app: str
-    workdir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    name: str = "gunicorn"
-    port: int = 0
-    cold_start_s: float = 0.0
-    process: subprocess.Popen | None = None
-    repeated_runs: int = 0  # wrk runs taken again because one worker had every connection (run_balanced)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"{self.name}.log"
-
-    def start(self) -> Gunicorn:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        env = {
-            **os.environ,
-            "BIND": f"127.0.0.1:{self.port}",
-            "TRIAGE_API_OPEN": "true",  # /v1 without credentials: allowed on loopback only
-            **self.env,
-        }
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        command = [sys.executable, "-m", "gunicorn", "-c", CONF, self.app]
-        with self.log_path.open("wb") as log:
-            started = time.perf_counter()
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    def checked(self, row: dict[str, Any], label: str) -> dict[str, Any]:
+        """The run, or MeasurementError if any request failed."""
+        if row["failures"] or not row["requests"]:
+            kinds = ", ".join(f"{k} {v}" for k, v in row["failure_kinds"].items() if v) or "no requests"
+            recycled = worker_boots(self.server) - int(gunicorn_settings()["workers"])
+            hint = f"; {recycled} worker(s) recycled so far (max_requests)" if recycled > 0 else ""
+            raise MeasurementError(
+                f"wrk {label}: {row['failures']} of {row['requests']} requests failed ({kinds}){hint}"
             )
-        try:
-            self.cold_start_s = self._wait_ready(started)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return row
 
-    def _wait_ready(self, started: float) -> float:
-        deadline = time.monotonic() + START_TIMEOUT
-        session = requests.Session()
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise MeasurementError(f"{self.name}: gunicorn exited during start-up:\n{self.log_tail()}")
-            try:
-                if session.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return time.perf_counter() - started
-            except requests.RequestException:
-                pass
-            time.sleep(0.01)
-        raise MeasurementError(f"{self.name}: no 200 from /readyz within {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
+    def run(self, script: Path, seconds: float, label: str) -> dict[str, Any]:
+        """A checked wrk run in which every worker took part; at most BALANCE_ATTEMPTS tries.
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=STOP_TIMEOUT)
+        wrk opens all its connections in one burst, and on gunicorn's one shared listening socket the
+        first worker to wake can accept every one of them: the run would measure where the kernel put
+        the connections, not the service. The scripts renew connections as a proxy does (bench/wrk.py,
+        RECYCLE_EVERY), which spreads them again within a run; a run still one-sided is repeated.
+        """
+        for attempt in range(BALANCE_ATTEMPTS):
+            before = worker_cpu_ticks(self.server)
+            row = run_wrk(self.server.url, script, connections=self.connections, seconds=seconds)
+            after = worker_cpu_ticks(self.server)
+            used = [after[pid] - before[pid] for pid in after if pid in before]
+            if len(used) < 2 or max(used) == 0 or min(used) >= BALANCED_SHARE * max(used):
+                break
+            if attempt < BALANCE_ATTEMPTS - 1:
+                self.repeated_runs += 1
+        self.checked(row, label)
+        recycled = not before or after.keys() != before.keys()  # a new worker's CPU would be missing
+        cpu_s = None if recycled else sum(used) / CLOCK_TICKS
+        return {**row, "worker_cpu_us_per_request": None if cpu_s is None else cpu_s / row["requests"] * 1e6}
 
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_text()[-chars:]
-
-    def worker_cpu_ticks(self) -> dict[int, int]:
-        """CPU time (clock ticks) used so far by each current worker."""
-        if self.process is None:
-            return {}
-        pid = self.process.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            return {}
-        ticks = {}
-        for child in children:
-            try:
-                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks[int(child)] = int(fields[11]) + int(fields[12])  # utime + stime
-        return ticks
-
-    def worker_boots(self) -> int:
-        """Workers booted so far, the first ones included (more than `workers`: some were recycled)."""
-        return self.log_text().count("Booting worker")
-
-    def __enter__(self) -> Gunicorn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-# --- wrk runs ---------------------------------------------------------------------------------------
-
-
-def checked(result: WrkResult, label: str, server: Gunicorn | None = None) -> WrkResult:
-    """The result, or MeasurementError if any request failed."""
-    if result.failures or not result.requests:
-        kinds = ", ".join(f"{k} {v}" for k, v in result.failure_kinds.items() if v) or "no requests"
-        hint = ""
-        workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-        if server is not None and (boots := server.worker_boots()) > workers:
-            hint = f"; {boots - workers} worker(s) recycled so far (max_requests)"
-        raise MeasurementError(f"wrk {label}: {result.failures} of {result.requests} requests failed ({kinds}){hint}")
-    return result
-
-
-BALANCE_ATTEMPTS = 4
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts CPU time in these
-BALANCED_SHARE = 0.5  # the least busy worker used at least half the CPU of the busiest
-
-
-def run_balanced(server: Gunicorn, script: Path, *, connections: int, seconds: float) -> WrkResult:
-    """A wrk run in which every worker took part; at most BALANCE_ATTEMPTS tries.
-
-    wrk opens all its connections in one burst, and on gunicorn's one shared listening socket the
-    first worker to wake can accept every one of them: the other workers idle and the run measures
-    where the kernel put the connections, not the service. The scripts renew connections as a proxy
-    does (bench/wrk.py, RECYCLE_EVERY), which spreads them again within a run; a run that is still
-    one-sided is repeated, up to the limit, and counted in `server.repeated_runs` for the report.
-    """
-    for attempt in range(BALANCE_ATTEMPTS):
-        before = server.worker_cpu_ticks()
-        result = run_wrk(server.url, script, connections=connections, seconds=seconds)
-        after = server.worker_cpu_ticks()
-        used = [after[pid] - before[pid] for pid in after if pid in before]
-        if before and after.keys() == before.keys():  # no worker recycled during the run
-            result = dataclasses.replace(result, worker_cpu_s=sum(used) / CLOCK_TICKS)
-        if len(used) < 2 or max(used) == 0 or min(used) >= BALANCED_SHARE * max(used):
-            return result
-        if attempt < BALANCE_ATTEMPTS - 1:
-            server.repeated_runs += 1
-    return result
-
-
-def _row(result: WrkResult) -> dict[str, Any]:
-    return {
-        "requests": result.requests,
-        "seconds": result.seconds,
-        "rate": result.rate,
-        "p50_ms": result.p50_ms,
-        "p90_ms": result.p90_ms,
-        "p99_ms": result.p99_ms,
-        "max_ms": result.max_ms,
-        "mean_ms": result.mean_ms,
-        "percentiles_ms": list(result.percentiles_ms),
-        "worker_cpu_us_per_request": (
-            result.worker_cpu_s / result.requests * 1e6 if result.worker_cpu_s is not None else None
-        ),
-    }
-
-
-def _warm_up(server: Gunicorn, scripts: dict[str, Path], connections: int, seconds: float) -> None:
-    """One untimed run per script (caches, connections, the workers' first requests); none if seconds is 0."""
-    if seconds <= 0:
-        return
-    for side, script in scripts.items():
-        checked(run_wrk(server.url, script, connections=connections, seconds=seconds), f"{side} warm-up", server)
+    def compare(self, label: str, scripts: dict[str, Path], ratio: Ratio, budget: Rounds) -> dict[str, Any]:
+        """Both scripts once per round, the order reversed every round so drift hits both alike, after an
+        untimed run of each (caches, connections, the workers' first requests) unless warm-up is 0 s.
+        Totals, medians over rounds and `ratio(first side's run, second's)` per round and its median."""
+        seconds, rounds, warmup_seconds = budget
+        if warmup_seconds > 0:
+            for side, script in scripts.items():
+                row = run_wrk(self.server.url, script, connections=self.connections, seconds=warmup_seconds)
+                self.checked(row, f"{side} warm-up")
+        sides = list(scripts)
+        runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+        for r in range(rounds):
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                runs[side].append(self.run(scripts[side], seconds, f"{side} {label} round {r + 1}"))
+        ratios = [ratio(a, b) for a, b in zip(runs[sides[0]], runs[sides[1]], strict=True)]
+        return {
+            "connections": self.connections,
+            "seconds": seconds,
+            "rounds": rounds,
+            "runs": runs,
+            "rate": {s: _total_rate(rows) for s, rows in runs.items()},
+            "p50_ms": {s: statistics.median(r["p50_ms"] for r in rows) for s, rows in runs.items()},
+            "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
+            "round_ratios": ratios,
+            "ratio_median": statistics.median(ratios),
+            "ratio_interval": median_interval(ratios),
+        }
 
 
 def _total_rate(rows: Sequence[dict[str, Any]]) -> float:
     return sum(r["requests"] for r in rows) / sum(r["seconds"] for r in rows)
 
 
-def _alternating(
-    rounds: int, sides: Sequence[str], run: Callable[[str, int], dict[str, Any]]
-) -> dict[str, list[dict[str, Any]]]:
-    """Run every side once per round; the order reverses each round so drift hits both alike."""
-    out: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
-    for r in range(rounds):
-        for side in sides if r % 2 == 0 else list(reversed(sides)):
-            out[side].append(run(side, r))
-    return out
-
-
-def endpoint_bodies(requests_: Sequence[dict[str, Any]]) -> list[bytes]:
-    """Request bodies as wrk sends them (the control endpoint's canned answers are keyed by these bytes)."""
-    return [wire(r) for r in requests_]
-
-
-def check_answers(server: Gunicorn, bodies: Sequence[bytes]) -> None:
+def check_answers(server: Replica, bodies: Sequence[bytes]) -> None:
     """Every body gets a 200 from both endpoints, with answers of the same size (the control's premise)."""
     session = requests.Session()
-    headers = {"Content-Type": "application/json"}
     for body in bodies:
         sizes = []
         for path in (TRIAGE, CONTROL):
-            response = session.post(server.url + path, data=body, headers=headers, timeout=10)
+            response = session.post(server.url + path, data=body, headers=JSON, timeout=10)
             if response.status_code != 200:
                 raise MeasurementError(f"{path} answered {response.status_code} to a mix body: {response.text[:300]}")
             sizes.append(len(response.content))
@@ -282,111 +180,49 @@ def check_answers(server: Gunicorn, bodies: Sequence[bytes]) -> None:
             raise MeasurementError(f"control answer is {sizes[1]} bytes, triage's {sizes[0]}: bench/app.py is stale")
 
 
-def saturation(
-    server: Gunicorn,
-    folder: Path,
-    bodies: Sequence[bytes],
-    *,
-    connections: int,
-    seconds: float,
-    rounds: int,
-    warmup_seconds: float,
-) -> dict[str, Any]:
-    """Closed-loop load at fixed connections: /v1/triage against /bench/control, alternating rounds."""
-    scripts = {
-        "triage": write_script(folder, TRIAGE, list(bodies)),
-        "control": write_script(folder, CONTROL, list(bodies)),
+def _endpoint_scripts(load: Load, bodies: list[bytes], rate: float = 0.0) -> dict[str, Path]:
+    return {
+        "triage": write_script(load.folder, TRIAGE, bodies, rate),
+        "control": write_script(load.folder, CONTROL, bodies, rate),
     }
-    _warm_up(server, scripts, connections, warmup_seconds)
 
-    def run(side: str, r: int) -> dict[str, Any]:
-        result = run_balanced(server, scripts[side], connections=connections, seconds=seconds)
-        return _row(checked(result, f"{side} saturation round {r + 1}", server))
 
-    runs = _alternating(rounds, ("triage", "control"), run)
-    ratios = [t["rate"] / c["rate"] for t, c in zip(runs["triage"], runs["control"], strict=True)]
+def saturation(load: Load, bodies: list[bytes], budget: Rounds) -> dict[str, Any]:
+    """Closed-loop load at fixed connections: /v1/triage against /bench/control."""
+    out = load.compare("saturation", _endpoint_scripts(load, bodies), lambda t, c: t["rate"] / c["rate"], budget)
     # The workers' CPU per request, control's over triage's: what the ratio would be if requests/s
     # followed the service's own CPU alone (rounds in which a worker was recycled are left out).
-    cpu_ratios = [
+    cpu = [
         c["worker_cpu_us_per_request"] / t["worker_cpu_us_per_request"]
-        for t, c in zip(runs["triage"], runs["control"], strict=True)
+        for t, c in zip(out["runs"]["triage"], out["runs"]["control"], strict=True)
         if t["worker_cpu_us_per_request"] and c["worker_cpu_us_per_request"]
     ]
     return {
-        "connections": connections,
-        "seconds": seconds,
-        "rounds": rounds,
-        "runs": runs,
-        "rate": {s: _total_rate(rows) for s, rows in runs.items()},
-        "p50_ms": {s: statistics.median(r["p50_ms"] for r in rows) for s, rows in runs.items()},
-        "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
-        "round_ratios": ratios,
-        "ratio_median": statistics.median(ratios),
-        "ratio_interval": median_interval(ratios),
-        "ratio_total": _total_rate(runs["triage"]) / _total_rate(runs["control"]),
-        "cpu_round_ratios": cpu_ratios,
-        "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
-        "cpu_ratio_interval": median_interval(cpu_ratios),
+        **out,
+        "ratio_total": out["rate"]["triage"] / out["rate"]["control"],
+        "cpu_round_ratios": cpu,
+        "cpu_ratio_median": statistics.median(cpu) if cpu else None,
+        "cpu_ratio_interval": median_interval(cpu),
     }
 
 
-def paced(
-    server: Gunicorn,
-    folder: Path,
-    bodies: Sequence[bytes],
-    *,
-    target_rate: float,
-    connections: int,
-    seconds: float,
-    rounds: int,
-) -> dict[str, Any]:
+def paced(load: Load, bodies: list[bytes], target_rate: float, budget: Rounds) -> dict[str, Any]:
     """Both endpoints offered one rate (wrk on a fixed send schedule, bench/wrk.py), p99 compared."""
-    paths = {"triage": TRIAGE, "control": CONTROL}
-    scripts = {s: write_script(folder, paths[s], list(bodies), rate=target_rate) for s in paths}
-
-    def run(side: str, r: int) -> dict[str, Any]:
-        result = run_balanced(server, scripts[side], connections=connections, seconds=seconds)
-        return _row(checked(result, f"{side} paced round {r + 1}", server))
-
-    runs = _alternating(rounds, ("triage", "control"), run)
-    ratios = [t["p99_ms"] / c["p99_ms"] for t, c in zip(runs["triage"], runs["control"], strict=True)]
-    return {
-        "target_rate": target_rate,
-        "connections": connections,
-        "seconds": seconds,
-        "rounds": rounds,
-        "runs": runs,
-        "rate": {s: _total_rate(rows) for s, rows in runs.items()},
-        "p50_ms": {s: statistics.median(r["p50_ms"] for r in rows) for s, rows in runs.items()},
-        "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
-        # quantile average over the rounds, per percentile: the curve for the figure
-        "percentiles_ms": {
-            s: [statistics.fmean(col) for col in zip(*(r["percentiles_ms"] for r in rows), strict=True)]
-            for s, rows in runs.items()
-        },
-        "round_ratios": ratios,
-        "ratio_median": statistics.median(ratios),
-        "ratio_interval": median_interval(ratios),
-        "ratio_of_medians": statistics.median(r["p99_ms"] for r in runs["triage"])
-        / statistics.median(r["p99_ms"] for r in runs["control"]),
+    scripts = _endpoint_scripts(load, bodies, target_rate)
+    out = load.compare("paced", scripts, lambda t, c: t["p99_ms"] / c["p99_ms"], budget)
+    # Quantile average over the rounds, per percentile: the curve for the figure.
+    curves = {
+        side: [statistics.fmean(col) for col in zip(*(r["percentiles_ms"] for r in rows), strict=True)]
+        for side, rows in out["runs"].items()
     }
+    medians = out["p99_ms"]["triage"] / out["p99_ms"]["control"]
+    return {**out, "target_rate": target_rate, "percentiles_ms": curves, "ratio_of_medians": medians}
 
 
-# --- batch ------------------------------------------------------------------------------------------
-
-
-def batch_available(server: Gunicorn) -> bool:
-    """The build serves POST /v1/triage/batch (an empty probe: anything but 404/405 means it is routed)."""
-    response = requests.post(server.url + BATCH, json={"cases": []}, timeout=10)
-    return response.status_code not in (404, 405)
-
-
-def check_batch(server: Gunicorn, cases: Sequence[dict[str, Any]]) -> int:
+def check_batch(server: Replica, cases: Sequence[dict[str, Any]]) -> int:
     """The batch answer follows the contract and agrees, case by case, with single calls. Its size in bytes."""
     session = requests.Session()
-    response = session.post(
-        server.url + BATCH, data=wire({"cases": list(cases)}), timeout=60, headers={"Content-Type": "application/json"}
-    )
+    response = session.post(server.url + BATCH, data=wire({"cases": list(cases)}), headers=JSON, timeout=60)
     if response.status_code != 200:
         raise MeasurementError(f"{BATCH} answered {response.status_code}: {response.text[:300]}")
     answer = response.json()
@@ -401,75 +237,123 @@ def check_batch(server: Gunicorn, cases: Sequence[dict[str, Any]]) -> int:
             )
         if single.status_code == 200 and result.get("answer") != single.json():
             raise MeasurementError(f"{BATCH}: the answer to case {i} differs from the single call's")
-    if answer.get("answered") != sum(r["status"] == 200 for r in results) or answer.get("rejected") != sum(
-        r["status"] != 200 for r in results
-    ):
+    answered = sum(r["status"] == 200 for r in results)
+    if (answer.get("answered"), answer.get("rejected")) != (answered, len(results) - answered):
         raise MeasurementError(f"{BATCH}: answered/rejected counts do not match the results")
     return len(response.content)
 
 
-def batch(
-    server: Gunicorn,
-    folder: Path,
-    cases: Sequence[dict[str, Any]],
-    *,
-    connections: int,
-    seconds: float,
-    rounds: int,
-    warmup_seconds: float,
-) -> dict[str, Any]:
+def batch(load: Load, cases: Sequence[dict[str, Any]], budget: Rounds) -> dict[str, Any]:
     """Cases per second: the cases as one batch body against the same cases as single calls."""
-    if not batch_available(server):
+    # An empty probe: anything but 404/405 means the build routes the batch endpoint.
+    if requests.post(load.server.url + BATCH, json={"cases": []}, timeout=10).status_code in (404, 405):
         return {"available": False, "cases": len(cases)}
-    answer_bytes = check_batch(server, cases)
+    n = len(cases)
+    answer_bytes = check_batch(load.server, cases)
     body = wire({"cases": list(cases)})
     scripts = {
-        "batch": write_script(folder, BATCH, [body]),
-        "single": write_script(folder, TRIAGE, endpoint_bodies(cases)),
+        "batch": write_script(load.folder, BATCH, [body]),
+        "single": write_script(load.folder, TRIAGE, [wire(c) for c in cases]),
     }
-    _warm_up(server, scripts, connections, warmup_seconds)
-
-    def run(side: str, r: int) -> dict[str, Any]:
-        result = run_balanced(server, scripts[side], connections=connections, seconds=seconds)
-        row = _row(checked(result, f"{side} round {r + 1}", server))
-        row["cases_per_s"] = row["rate"] * (len(cases) if side == "batch" else 1)
-        return row
-
-    runs = _alternating(rounds, ("batch", "single"), run)
-    ratios = [b["cases_per_s"] / s["cases_per_s"] for b, s in zip(runs["batch"], runs["single"], strict=True)]
+    out = load.compare("batch", scripts, lambda b, s: b["rate"] * n / s["rate"], budget)
+    cases_per_s = {"batch": out["rate"]["batch"] * n, "single": out["rate"]["single"]}
     return {
+        **out,
         "available": True,
-        "cases": len(cases),
+        "cases": n,
         "body_bytes": len(body),
         "answer_bytes": answer_bytes,
-        "connections": connections,
-        "seconds": seconds,
-        "rounds": rounds,
-        "runs": runs,
-        "cases_per_s": {
-            "batch": _total_rate(runs["batch"]) * len(cases),
-            "single": _total_rate(runs["single"]),
-        },
-        "p50_ms": {s: statistics.median(r["p50_ms"] for r in rows) for s, rows in runs.items()},
-        "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
-        "round_ratios": ratios,
-        "ratio_median": statistics.median(ratios),
-        "ratio_interval": median_interval(ratios),
-        "ratio_total": _total_rate(runs["batch"]) * len(cases) / _total_rate(runs["single"]),
+        "cases_per_s": cases_per_s,
+        "ratio_total": cases_per_s["batch"] / cases_per_s["single"],
     }
-
-
-# --- cold start -------------------------------------------------------------------------------------
 
 
 def cold_start(workdir: Path, repeat: int) -> dict[str, Any]:
     """The production app (service:create_app()) from starting gunicorn to the first 200 from /readyz."""
     times = []
     for n in range(repeat):
-        with Gunicorn(SERVICE_APP, workdir, name=f"cold-{n + 1}") as server:
-            times.append(server.cold_start_s)
+        with serving(workdir, f"cold-{n + 1}") as server:
+            times.append(server.ready_s)
     return {"times_s": times, "median_s": statistics.median(times), "repeat": repeat}
 
 
-def dump(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+# --- CDS Hooks ---------------------------------------------------------------------------------------
+
+
+def _typical_call() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(findings, a `patient-view` call with them as Observations in the prefetch, and an active Condition)."""
+    from tests.fhir_cases import call_for
+    from tests.scenarios import exam
+
+    findings = exam({"slr.result": "weak", "slr.side": "left", "pain.locations": ["low_back", "anterior_thigh"]})
+    status = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}
+    condition = {"resourceType": "Condition", "id": "c-1", "clinicalStatus": status}
+    condition |= {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "279039007"}]}}
+    return findings, call_for(findings, [{**condition, "subject": {"reference": "Patient/pat-1"}}])
+
+
+def _tokens(workdir: Path, audience: str, count: int) -> list[str]:
+    """Tokens from a new ES384 key, which workdir/trust.yaml makes the server trust. Signed before any
+    timing: signing is the EHR's cost, not the service's."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = {**json.loads(ECAlgorithm.to_jwk(key.public_key())), "kid": CDS_KID, "alg": "ES384", "use": "sig"}
+    (workdir / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    (workdir / "trust.yaml").write_text(f"issuers:\n  - iss: {CDS_ISSUER}\n    jwks_file: jwks.json\n")
+    now = int(time.time())
+    claims = {"iss": CDS_ISSUER, "aud": audience, "iat": now, "exp": now + 300}
+    headers = {"kid": CDS_KID, "typ": "JWT"}
+    return [jwt.encode({**claims, "jti": str(uuid.uuid4())}, key, "ES384", headers) for _ in range(count)]
+
+
+def _timed_calls(send: Callable[[], requests.Response], count: int) -> list[float]:
+    """Milliseconds per call, client side; MeasurementError unless every call answered 200."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = send()
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise MeasurementError(f"benchmark call answered {response.status_code}: {response.text[:300]}")
+        times.append(elapsed)
+    return times
+
+
+def _latency(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    at = {p: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for p in (90, 99)}
+    return {"p50": statistics.median(ordered), "p90": at[90], "p99": at[99], "max": ordered[-1]}
+
+
+def cds_hooks(workdir: Path, requests_per_round: int, rounds: int) -> dict[str, Any]:
+    """A typical CDS Hooks call with JWT verification on, against POST /v1/triage on the same findings:
+    sequential calls over one keep-alive connection (the service's own latency, not queueing), in
+    alternating rounds so drift on the shared machine hits both alike. Percentiles in ms."""
+    findings, call = _typical_call()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()  # the server's own URL is a setting (token audience)
+    url = f"http://127.0.0.1:{port}"
+    tokens = iter(_tokens(workdir, url + CDS, rounds * requests_per_round + 10))
+    env = {"TRIAGE_CDS_TRUST_FILE": str(workdir / "trust.yaml"), "TRIAGE_PUBLIC_BASE_URL": url}
+    with serving(workdir, "cds", env=env, port=port):
+        session = requests.Session()
+
+        def cds() -> requests.Response:
+            headers = {"Authorization": f"Bearer {next(tokens)}"}
+            return session.post(url + CDS, json=call, headers=headers, timeout=10)
+
+        def triage() -> requests.Response:
+            return session.post(url + TRIAGE, json={"findings": findings}, timeout=10)
+
+        _timed_calls(cds, 10)  # warm up both workers' caches and the connection
+        _timed_calls(triage, 10)
+        times: dict[str, list[float]] = {"cds": [], "triage": []}
+        for _ in range(rounds):
+            times["cds"] += _timed_calls(cds, requests_per_round)
+            times["triage"] += _timed_calls(triage, requests_per_round)
+    return {
+        **{side: _latency(t) for side, t in times.items()},
+        "requests": len(times["cds"]),
+        "rounds": rounds,
+        "prefetch_bytes": len(json.dumps(call).encode()),
+        "observations": len(call["prefetch"]["observations"]["entry"]),
+    }

@@ -44,3 +44,9 @@ def settles(interval: Interval | None, op: str, bound: float) -> bool:
     if op in ("≥", "<"):
         return interval.low >= bound or interval.high < bound
     return interval.high <= bound or interval.low > bound  # "≤"
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: a value that was actually measured."""
+    ordered = sorted(samples)
+    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])

@@ -2,7 +2,7 @@
 
 A complete exam (every finding answered) is what the clinical tests send; a partial one (history,
 hip and function left out) is what a busy clinician often sends, and it makes the engine work out
-the questions still to ask. Both halves come from tests/test_clinical_rules.py, so the mix follows
+the questions still to ask. Both halves come from tests/clinical_cases.py, so the mix follows
 the scenarios as they grow.
 """
 
@@ -16,8 +16,8 @@ UNANSWERED_IN_PARTIAL = ("history", "hip", "function")
 
 def scenario_mix() -> list[dict[str, Any]]:
     """Request bodies for POST /v1/triage: each core scenario complete, then partial."""
+    from tests.clinical_cases import CASES
     from tests.scenarios import exam
-    from tests.test_clinical_rules import CASES
 
     complete = [exam(case.changes) for case in CASES]
     partial = []

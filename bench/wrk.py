@@ -1,23 +1,14 @@
-"""Drive wrk (Debian package) with a Lua script that cycles through request bodies.
+"""Drive wrk (Debian package) with a Lua script that cycles through request bodies; one thread.
 
-wrk is compiled and event-driven, so on this 2-core machine it takes far less CPU per request than
-the server does. Fixed connections; each run prints one JSON line from wrk's `done` hook: counts,
-the latency percentiles 1..99 and 99.9 (wrk keeps a histogram, not each request's latency), and the
-failures by kind.
-
-Pacing: wrk is closed-loop (a connection sends its next request when the answer is in), so on its
-own it measures saturation. With `rate` > 0 the script holds a fixed schedule instead, one send
-slot every 1/rate s on the monotonic clock (LuaJIT's ffi calls clock_gettime): whenever a connection
-is ready for its next request, Lua `delay()` hands it the next free slot and wrk waits until then.
-So every endpoint is offered the same rate, whatever its latency (as in wrk2's constant-throughput
-mode, up to the connections open); a late slot is sent at once, so a stall is followed by catch-up
-rather than by a lower rate. wrk's timers count whole milliseconds (a wait is cut to them; the slots
-themselves stay exact). The latency wrk records starts when the request is written, so it never
-includes the wait, and it does not count a slot missed while every connection was busy: p99 is a
-floor.
-
-Connections are renewed as a proxy renews them (RECYCLE_EVERY below), so a run measures the workers
-rather than where the kernel put wrk's opening burst of connections.
+wrk is compiled and event-driven: on this 2-core machine it takes far less CPU per request than the
+server. Each run prints one JSON line from wrk's `done` hook: counts, latency percentiles (from wrk's
+histogram) and failures by kind. wrk is closed-loop (a connection sends again when its answer is in),
+so alone it measures saturation. With `rate` > 0 the script keeps a fixed schedule instead, one send
+slot every 1/rate s on the monotonic clock: Lua `delay()` hands a ready connection the next free slot,
+so every endpoint is offered the same rate whatever its latency (wrk2's constant throughput, up to the
+connections open); a late slot is sent at once, so a stall is followed by catch-up, not a lower rate.
+Latency starts when the request is written, so a slot missed while every connection was busy is not
+counted: p99 is a floor.
 """
 
 from __future__ import annotations
@@ -25,8 +16,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PERCENTILES = (*range(1, 100), 99.9)
 
@@ -42,22 +33,12 @@ local rate = %(rate)s
 local recycle = %(recycle)d
 local headers = {["Content-Type"] = "application/json"}
 local closing = {["Content-Type"] = "application/json", ["Connection"] = "close"}
-local counter = 0
-
-function setup(thread)
-  thread:set("offset", counter)
-  counter = counter + 7
-end
-
-function init(args)
-  i = offset or 0
-  sent = 0
-end
+local i, sent = 0, 0
 
 function request()
   i = i %% #bodies + 1
   sent = sent + 1
-  if recycle > 0 and sent %% recycle == 0 then
+  if sent %% recycle == 0 then
     return wrk.format("POST", "%(path)s", closing, bodies[i])
   end
   return wrk.format("POST", "%(path)s", headers, bodies[i])
@@ -89,42 +70,16 @@ if rate > 0 then
 end
 
 function done(summary, latency, requests)
-  local errors = summary.errors
-  local marks = {}
+  local e, marks = summary.errors, {}
   for _, p in ipairs({%(percentiles)s}) do
     marks[#marks + 1] = string.format("%%d", latency:percentile(p))
   end
   io.write(string.format(
-    '{"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
-    '"mean_us": %%f, "non2xx": %%d, "connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, ' ..
-    '"percentiles_us": [%%s]}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, latency.mean, errors.status,
-    errors.connect, errors.read, errors.write, errors.timeout, table.concat(marks, ", ")))
+    '{"requests": %%d, "duration_us": %%d, "max_us": %%d, "mean_us": %%f, "non2xx": %%d, "connect": %%d, ' ..
+    '"read": %%d, "write": %%d, "timeout": %%d, "percentiles_us": [%%s]}\\n', summary.requests, summary.duration,
+    latency.max, latency.mean, e.status, e.connect, e.read, e.write, e.timeout, table.concat(marks, ", ")))
 end
 """
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    failures: int
-    mean_ms: float = 0.0
-    # failures by kind: non2xx, connect, read, write, timeout
-    failure_kinds: dict[str, int] = field(default_factory=dict)
-    # latency at each of PERCENTILES, ms (for a CDF)
-    percentiles_ms: tuple[float, ...] = ()
-    # CPU seconds (user + system) the server's workers spent during the run, when known
-    worker_cpu_s: float | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
 
 
 def wrk_binary() -> str:
@@ -140,22 +95,18 @@ def wrk_version() -> str:
     return (out.stdout or out.stderr).splitlines()[0].strip()
 
 
-def write_script(folder: Path, path: str, bodies: list[bytes], rate: float = 0.0, recycle: int = RECYCLE_EVERY) -> Path:
-    """A script POSTing `bodies` in turn to `path`; `rate` > 0 paces each wrk thread to that many
-    requests per second (the benchmark runs one thread), 0 sends as fast as answers come."""
-    lua_bodies = ", ".join(_lua_string(b) for b in bodies)
-    name = f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{rate:.1f}-{recycle}.lua"
-    script = folder / name
-    script.write_text(
-        _SCRIPT
-        % {
-            "bodies": lua_bodies,
-            "path": path,
-            "rate": f"{max(0.0, rate):.6f}",
-            "recycle": max(0, recycle),
-            "percentiles": ", ".join(f"{p:g}" for p in PERCENTILES),
-        }
-    )
+def write_script(folder: Path, path: str, bodies: list[bytes], rate: float = 0.0) -> Path:
+    """A script POSTing `bodies` in turn to `path`; `rate` > 0 paces wrk's one thread to that many
+    requests per second, 0 sends as fast as answers come."""
+    script = folder / f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{rate:.1f}.lua"
+    values = {
+        "bodies": ", ".join(_lua_string(b) for b in bodies),
+        "path": path,
+        "rate": f"{max(0.0, rate):.6f}",
+        "recycle": RECYCLE_EVERY,
+        "percentiles": ", ".join(f"{p:g}" for p in PERCENTILES),
+    }
+    script.write_text(_SCRIPT % values)
     return script
 
 
@@ -168,32 +119,19 @@ def _lua_string(body: bytes) -> str:
     return f"[{'=' * level}[{text}]{'=' * level}]"
 
 
-def run_wrk(url: str, script: Path, *, connections: int, seconds: float, threads: int = 1) -> WrkResult:
-    command = [
-        wrk_binary(),
-        f"--threads={threads}",
-        f"--connections={connections}",
-        f"--duration={max(1, round(seconds))}s",
-        "--timeout=10s",
-        f"--script={script}",
-        url,
-    ]
+def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run (one thread): requests, seconds, rate, latency in ms, failures (and by kind)."""
+    command = [wrk_binary(), "--threads=1", f"--connections={connections}", f"--duration={max(1, round(seconds))}s"]
+    command += ["--timeout=10s", f"--script={script}", url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"wrk exited with {done.returncode}: {(done.stderr or done.stdout).strip()[-500:]}")
-    line = lines[-1]
-    data = json.loads(line)
+    data = json.loads(lines[-1])
     kinds = {k: data[k] for k in ("non2xx", "connect", "read", "write", "timeout")}
-    return WrkResult(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        p50_ms=data["p50_us"] / 1000,
-        p90_ms=data["p90_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        max_ms=data["max_us"] / 1000,
-        failures=sum(kinds.values()),
-        mean_ms=data["mean_us"] / 1000,
-        failure_kinds=kinds,
-        percentiles_ms=tuple(v / 1000 for v in data["percentiles_us"]),
-    )
+    row = {"requests": data["requests"], "seconds": data["duration_us"] / 1e6}
+    row["rate"] = row["requests"] / row["seconds"]
+    row["percentiles_ms"] = [v / 1000 for v in data["percentiles_us"]]
+    row |= {f"p{p}_ms": row["percentiles_ms"][PERCENTILES.index(p)] for p in (50, 90, 99)}
+    row |= {"max_ms": data["max_us"] / 1000, "mean_ms": data["mean_us"] / 1000}
+    return {**row, "failures": sum(kinds.values()), "failure_kinds": kinds}

@@ -1,53 +1,30 @@
 """Our engine beside a standard one: the level rules as a GoRules `zen-engine` decision table, in process.
 
-The table is GENERATED from the knowledge base, so it cannot drift from the rules it stands for:
+The table is GENERATED from the knowledge base, so it cannot drift from the rules: one row per
+conjunction of each level-setting rule's condition in disjunctive normal form, most urgent level
+first (then knowledge order, an always-true row last in its rank), hit policy "first". That is exact
+because conditions have no negation and JSON requests carry only complete sets: a Kleene condition is
+TRUE iff some conjunction has every atom TRUE, and an atom on an unknown (null) fact never is. Input:
+the engine's own facts (`build_facts`, contradicted normal readings set aside as the engine does),
+flat, dots as underscores, sets as lists, unknown as null; one input column per finding read.
 
-- One row per conjunction of each level-setting rule's condition in disjunctive normal form
-  (derived `ref:` conditions are already expanded by the loader). Rows are ordered by level rank,
-  most urgent first, then knowledge order; an always-true row (the baseline) is last in its rank.
-  Hit policy "first" then returns the most urgent level whose rule holds, which is our level.
-- Input: the engine's own facts (`build_facts`, so unknown markers and the derived sensation areas
-  mean the same on both sides; contradicted normal readings set aside as the engine does) flattened
-  into one JSON object, key = the finding path with dots as
-  underscores (`findings.slr.result` -> `findings_slr_result`); sets are lists, unknown is null.
-- One input column per finding a level rule reads. Cells: `is` -> `"v"`, `in` -> `"a", "b"`
-  (unary tests, false on null); `has` -> `$ != null and contains($, "v")`, `has_any` ->
-  `$ != null and some($, # in ["a", "b"])`, `at_least` -> `$ != null and $ >= n`, `below` -> `$ != null
-  and $ < n`, `unknown` -> `$ == null`; a count (`at_least: n, of: [...]`) becomes one conjunction per
-  choice of n of its items. With `$` null,
-  zen's `contains`, `some`, `"v" in $` and `>=` raise instead of answering false; a decision table
-  happens to count a raising cell as no match, but the guard states the intent rather than lean on
-  a swallowed error (it costs nothing measurable). Several atoms on one finding in one conjunction
-  are joined with `and`, without brackets (zen reads a cell that opens with one as an interval).
-- Outputs: `level`, and the id of the rule the row came from (for checking).
-
-Why this is exact: rule conditions have no negation and JSON requests carry only complete sets,
-so a Kleene condition is TRUE iff some conjunction of its DNF has every atom TRUE, and an atom on
-an unknown (null) fact is never TRUE; the level is the most urgent level of a TRUE rule.
-
-What is timed differs, and the names say so: ours is `evaluate(kb, request)`, the full answer
-(level, causes, referrals, advice, questions still to ask, trace, citations); the engine has no
-cheaper level-only entry point, so there is no like-for-like "ours, level only" figure. Theirs is
-`zen_input` (our `build_facts`, flattened) plus zen's evaluation, which yields the level only.
-zen is timed on its fast path, `ZenEngine.evaluate(key, input)` with the table in a static loader
-(`KeyedDecision`); `ZenDecision.evaluate` starts a tokio runtime per call and is reported apart.
-
-    .venv/bin/python -m bench.zen [repeat]
+Timed: ours is `evaluate(kb, request)`, the full answer (there is no level-only entry point); zen's is
+`zen_input` plus `ZenEngine.evaluate(key, input)`, its fast path, the level only. `ZenDecision.evaluate`
+starts a tokio runtime per call and is reported apart.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from itertools import combinations, product
-from typing import Any, Protocol
+from typing import Any
 
 import zen
 
+from bench.stats import percentile
 from service.engine import evaluate
 from service.engine.facts import build_facts
 from service.engine.logic import All, Any_, AtLeast, Atom, Condition, PartialSet
@@ -85,36 +62,26 @@ def _literal(value: Any) -> str:
     return json.dumps(sorted(value) if isinstance(value, frozenset) else value)
 
 
-def _expression(atom: Atom) -> str:
-    """The atom as a zen expression on `$`, false (not an error) when the fact is null."""
-    value = _literal(atom.value)
-    if atom.op == "is":
-        return f"$ == {value}"
-    if atom.op == "in":
-        return f"$ in {value}"
-    if atom.op == "has":
-        return f"$ != null and contains($, {value})"
-    if atom.op == "has_any":
-        return f"$ != null and some($, # in {value})"
-    if atom.op == "at_least":
-        return f"$ != null and $ >= {value}"
-    if atom.op == "below":
-        return f"$ != null and $ < {value}"
-    if atom.op == "unknown":
-        return "$ == null"
-    raise ValueError(f"unknown operator {atom.op!r}")
+# Each operator as a zen expression on `$`, false (not an error) when the fact is null.
+EXPRESSIONS = {
+    "is": "$ == {}",
+    "in": "$ in {}",
+    "has": "$ != null and contains($, {})",
+    "has_any": "$ != null and some($, # in {})",
+    "at_least": "$ != null and $ >= {}",
+    "below": "$ != null and $ < {}",
+    "unknown": "$ == null",
+}
 
 
 def _cell(atoms: Sequence[Atom]) -> str:
-    """A unary test where the editor's idiom is null-safe (is, in), else an expression on `$`."""
+    """A unary test where zen's idiom is null-safe (is, in), else expressions on `$` joined with `and`, no
+    brackets (zen reads a cell that opens with one as an interval)."""
     if len(atoms) == 1 and atoms[0].op == "is":
         return _literal(atoms[0].value)
     if len(atoms) == 1 and atoms[0].op == "in":
         return ", ".join(json.dumps(v) for v in sorted(atoms[0].value))
-    if len(atoms) == 1:
-        return _expression(atoms[0])
-    # No brackets: zen reads a cell that opens with one as an interval. Each part is a conjunction already.
-    return " and ".join(_expression(a) for a in atoms)
+    return " and ".join(EXPRESSIONS[a.op].format(_literal(a.value)) for a in atoms)
 
 
 def decision_table(kb: KnowledgeBase) -> dict[str, Any]:
@@ -142,18 +109,13 @@ def decision_table(kb: KnowledgeBase) -> dict[str, Any]:
         row |= {"level": json.dumps(rule.level), "rule": json.dumps(rule.id)}
         table_rows.append(row)
     content = {"hitPolicy": "first", "inputs": inputs, "outputs": outputs, "rules": table_rows}
+    nodes = [("request", "inputNode", "Request", {}), ("response", "outputNode", "Response", {})]
+    nodes.insert(1, (TABLE_NODE, "decisionTableNode", "Triage level", {"content": content}))
     return {
         "contentType": "application/vnd.gorules.decision",
         "nodes": [
-            {"id": "request", "type": "inputNode", "name": "Request", "position": {"x": 0, "y": 0}},
-            {
-                "id": TABLE_NODE,
-                "type": "decisionTableNode",
-                "name": "Triage level",
-                "position": {"x": 250, "y": 0},
-                "content": content,
-            },
-            {"id": "response", "type": "outputNode", "name": "Response", "position": {"x": 500, "y": 0}},
+            {"id": id_, "type": kind, "name": name, "position": {"x": 250 * i, "y": 0}, **more}
+            for i, (id_, kind, name, more) in enumerate(nodes)
         ],
         "edges": [
             {"id": "request-table", "type": "edge", "sourceId": "request", "targetId": TABLE_NODE},
@@ -162,17 +124,10 @@ def decision_table(kb: KnowledgeBase) -> dict[str, Any]:
     }
 
 
-class Decision(Protocol):
-    def evaluate(self, context: dict[str, Any]) -> Any: ...
-
-
 class KeyedDecision:
-    """The table loaded into one `ZenEngine` under a key, evaluated with `engine.evaluate(key, context)`.
-
-    This is zen's fast in-process path. `ZenDecision.evaluate` (from `create_decision`) builds a new
-    tokio runtime, with its worker threads, on every call; it gives the same answers, several times
-    slower, so `compare` reports it apart and does not use it for the ratio.
-    """
+    """The table loaded into one `ZenEngine` under a key, evaluated with `engine.evaluate(key, context)`:
+    zen's fast in-process path. `ZenDecision.evaluate` (`decision_object`) builds a new tokio runtime,
+    with its threads, on every call: the same answers several times slower, so it is reported apart."""
 
     def __init__(self, table: dict[str, Any]) -> None:
         self._engine = zen.ZenEngine({"loader": {"type": "static", "content": {TABLE_NODE: table}}})
@@ -205,14 +160,8 @@ def zen_input(kb: KnowledgeBase, request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def zen_level(decision: Decision, kb: KnowledgeBase, request: dict[str, Any]) -> str:
+def zen_level(decision: KeyedDecision | zen.ZenDecision, kb: KnowledgeBase, request: dict[str, Any]) -> str:
     return decision.evaluate(zen_input(kb, request))["result"]["level"]
-
-
-def _percentile(samples: Sequence[int], q: float) -> float:
-    """Nearest-rank percentile: a value that was actually measured."""
-    ordered = sorted(samples)
-    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
 
 
 def _timed(calls: Sequence[Callable[[], object]], samples: Sequence[list[int]]) -> None:
@@ -224,16 +173,15 @@ def _timed(calls: Sequence[Callable[[], object]], samples: Sequence[list[int]]) 
 
 
 def _p(samples: Sequence[int], q: float) -> float:
-    return _percentile(samples, q) / 1000
+    return percentile(samples, q) / 1000
 
 
 def compare(kb: KnowledgeBase, requests: Sequence[dict[str, Any]], repeat: int) -> dict[str, Any]:
     """µs per decision: ours (the full answer) against zen's (the level only), over `repeat` rounds.
 
-    A warm-up pass also counts agreement. Each round runs every request through both sides back to
-    back, the side going first alternating by round, so machine noise hits both alike. zen's slow
-    `ZenDecision.evaluate` path is timed afterwards, on its own, because the threads it starts and
-    stops on every call would disturb whichever side ran next to it.
+    A warm-up pass also counts agreement. Each round runs every request through both sides back to back,
+    the side going first alternating by round, so machine noise hits both alike. The slow path is timed
+    afterwards, alone: the threads it starts and stops on every call would disturb the side next to it.
     """
     table = decision_table(kb)
     keyed, obj = KeyedDecision(table), decision_object(table)
@@ -256,36 +204,9 @@ def compare(kb: KnowledgeBase, requests: Sequence[dict[str, Any]], repeat: int) 
     for _ in range(repeat):
         for r in requests:
             _timed([lambda r=r: zen_level(obj, kb, r)], [slow])
-    return {
-        "rows": len(table["nodes"][1]["content"]["rules"]),
-        "requests": len(requests),
-        "decisions_timed": len(ours),  # per side
-        "agree": agree,
-        "ours_full_answer_p50_us": _p(ours, 50),
-        "ours_full_answer_p99_us": _p(ours, 99),
-        "zen_level_only_p50_us": _p(theirs, 50),
-        "zen_level_only_p99_us": _p(theirs, 99),
-        "ratio_ours_full_answer_over_zen_level_only_p50": _p(ours, 50) / _p(theirs, 50),
-        "zen_decision_object_level_only_p50_us": _p(slow, 50),
-        "zen_decision_object_level_only_p99_us": _p(slow, 99),
-        "ours_computes": "evaluate(kb, request): facts, every rule, level, causes, referrals, advice, "
-        "questions still to ask, trace, citations; the engine has no level-only entry point",
-        "zen_computes": "facts flattened to JSON (zen_input), then engine.evaluate(key, input) on the "
-        "decision table: the level only",
-        "zen_decision_object_computes": "the same, through ZenDecision.evaluate (create_decision), "
-        "which starts a new tokio runtime per call",
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from bench.workload import scenario_mix
-    from service.knowledge import load_knowledge
-
-    args = sys.argv[1:] if argv is None else list(argv)
-    repeat = int(args[0]) if args else 20
-    print(json.dumps(compare(load_knowledge(), scenario_mix(), repeat), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    out = {"rows": len(table["nodes"][1]["content"]["rules"]), "requests": len(requests), "agree": agree}
+    out["decisions_timed"] = len(ours)  # per side
+    timed = {"ours_full_answer": ours, "zen_level_only": theirs, "zen_decision_object_level_only": slow}
+    for name, samples in timed.items():
+        out |= {f"{name}_p{q}_us": _p(samples, q) for q in (50, 99)}
+    return out | {"ratio_ours_full_answer_over_zen_level_only_p50": _p(ours, 50) / _p(theirs, 50)}

@@ -13,7 +13,9 @@ without credentials is allowed on loopback only) and runs deploy/gunicorn.conf.p
 
 Leaving the ExitStack stops nginx and every replica still running (SIGTERM, bounded wait, then SIGKILL
 of the process group) and fails the test if a replica did not exit with 0 after SIGTERM. One replica
-alone, stopped the same way: `with running(tmp_path, {"WEB_CONCURRENCY": "2"}) as server: ...`.
+alone, stopped the same way: `with running(tmp_path, {"WEB_CONCURRENCY": "2"}) as server: ...`. The
+benchmark (bench/http.py) starts its servers with `running` too: its own app (`app=`), and the time from
+start to the first 200 from /readyz (`Replica.ready_s`) as the cold start.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0  # a replica answering /readyz, nginx accepting connections
 STOP_TIMEOUT = 30.0  # after SIGTERM (gunicorn.conf.py's graceful_timeout is 25 s unless the env says less)
 REQUEST_TIMEOUT = 10.0  # any single request once the servers are up
-GUNICORN_COMMAND = (sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "service:create_app()")
+SERVICE_APP = "service:create_app()"
+GUNICORN_COMMAND = (sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", SERVICE_APP)
 NGINX_INSTALL = (
     f"{'' if os.geteuid() == 0 else 'sudo '}apt-get install -y --no-install-recommends nginx-light"
     " (or: bash tools/ensure-debian-packages.sh nginx)"
@@ -177,6 +180,8 @@ class Replica:
     process: subprocess.Popen
     log_path: Path
     env: dict[str, str]
+    spawned_at: float = 0.0  # time.perf_counter() just before the process started
+    ready_s: float | None = None  # from spawned_at to the first 200 from /readyz (set by wait_ready)
 
     @property
     def address(self) -> str:
@@ -291,11 +296,12 @@ def spawn_replica(
     *,
     port: int | None = None,
     clean_env: bool = False,
+    app: str = SERVICE_APP,
 ) -> Replica:
     """Start gunicorn (not waiting for it); logs to directory/<name>.log.
 
     port: one chosen beforehand with free_port() (when a setting must name the server's own URL);
-    clean_env: see replica_env.
+    clean_env: see replica_env; app: the WSGI app gunicorn loads (the benchmark adds a control endpoint).
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "prometheus").mkdir(exist_ok=True)
@@ -303,10 +309,16 @@ def spawn_replica(
     env = replica_env(port, directory, overrides, clean_env)
     log_path = directory / f"{name}.log"
     with log_path.open("wb") as log_file:
+        spawned_at = time.perf_counter()
         process = subprocess.Popen(
-            GUNICORN_COMMAND, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            (*GUNICORN_COMMAND[:-1], app),
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    return Replica(name=name, port=port, process=process, log_path=log_path, env=env)
+    return Replica(name=name, port=port, process=process, log_path=log_path, env=env, spawned_at=spawned_at)
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -319,7 +331,8 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def wait_ready(replica: Replica, timeout: float = START_TIMEOUT) -> None:
+def wait_ready(replica: Replica, timeout: float = START_TIMEOUT, interval: float = 0.1) -> None:
+    """Poll /readyz every `interval` s until it answers 200 (replica.ready_s says when); fail if it never does."""
     last = "no attempt"
 
     def ready() -> bool:
@@ -333,10 +346,12 @@ def wait_ready(replica: Replica, timeout: float = START_TIMEOUT) -> None:
             last = type(exc).__name__
             return False
         last = f"/readyz answered {status}"
+        if status == 200:
+            replica.ready_s = time.perf_counter() - replica.spawned_at
         return status == 200
 
     with contextlib.suppress(_GaveUp):
-        if wait_until(ready, timeout, interval=0.1):
+        if wait_until(ready, timeout, interval=interval):
             return
     pytest.fail(f"{replica.name} not ready within {timeout:.0f} s ({last}); log:\n{replica.log_text()[-4000:]}")
 
@@ -353,12 +368,15 @@ def running(
     *,
     port: int | None = None,
     clean_env: bool = False,
+    app: str = SERVICE_APP,
+    ready_timeout: float = START_TIMEOUT,
+    ready_interval: float = 0.1,
 ) -> Iterator[Replica]:
     """One replica, ready on entry (killed if it never gets ready); stopped on exit with ensure_stopped,
-    which fails unless SIGTERM gave exit code 0. port and clean_env: see spawn_replica."""
-    replica = spawn_replica(directory, name, overrides, port=port, clean_env=clean_env)
+    which fails unless SIGTERM gave exit code 0. port, clean_env, app: see spawn_replica; ready_*: wait_ready's."""
+    replica = spawn_replica(directory, name, overrides, port=port, clean_env=clean_env, app=app)
     try:
-        wait_ready(replica)
+        wait_ready(replica, ready_timeout, ready_interval)
     except BaseException:
         replica.kill_group()
         raise
