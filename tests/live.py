@@ -198,10 +198,6 @@ class Replica:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def log_events(self) -> list[dict[str, Any]]:
-        """The JSON lines of the log (gunicorn's own lines and the app's), skipping anything else."""
-        return json_lines(self.log_text())
-
     def running(self) -> bool:
         return self.process.poll() is None
 
@@ -608,11 +604,6 @@ class Reply:
     @property
     def ok(self) -> bool:
         return self.status == 200 and self.complete and self.correct
-
-    @property
-    def truncated(self) -> bool:
-        """Status line and headers arrived, the body was cut short."""
-        return self.status is not None and not self.complete
 
 
 @dataclass

@@ -58,27 +58,25 @@ def offline_env() -> dict[str, str]:
     return env
 
 
+def scan(name: str, *args: str, cwd: Path) -> None:
+    """Run a scanner offline; exit 1 means findings (read from its report), anything else a crash."""
+    done = subprocess.run(
+        [str(scanner(name)), *args], capture_output=True, text=True, timeout=TIMEOUT_SECONDS, env=offline_env(), cwd=cwd
+    )
+    assert done.returncode in {0, 1}, f"{name} crashed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+
+
 # ---------------------------------------------------------------- checkov
 
 
 def run_checkov(directory: Path, out: Path) -> list[dict[str, Any]]:
     """One report per framework: {"check_type", "summary", "results": {"failed_checks", ...}}."""
-    done = subprocess.run(
-        [
-            str(scanner("checkov")),
-            *("--directory", str(directory)),
-            *("--framework", *CHECKOV_FRAMEWORKS),
-            "--skip-download",
-            "--compact",
-            *("--output", "json", "--output-file-path", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        env=offline_env(),
+    scan(
+        "checkov",
+        *("--directory", str(directory), "--framework", *CHECKOV_FRAMEWORKS, "--skip-download", "--compact"),
+        *("--output", "json", "--output-file-path", str(out)),
         cwd=directory,
     )
-    assert done.returncode in {0, 1}, f"checkov crashed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     reports = json.loads((out / "results_json.json").read_text(encoding="utf-8"))
     return reports if isinstance(reports, list) else [reports]
 
@@ -125,22 +123,12 @@ def test_checkov_reports_a_finding(tmp_path: Path) -> None:
 
 def run_bandit(paths: list[Path], out: Path) -> dict[str, Any]:
     report = out / "bandit.json"
-    done = subprocess.run(
-        [
-            str(scanner("bandit")),
-            "--recursive",
-            *("--severity-level", "all", "--confidence-level", "all"),
-            *("--format", "json", "--output", str(report)),
-            "--quiet",
-            *map(str, paths),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        env=offline_env(),
+    scan(
+        "bandit",
+        *("--recursive", "--severity-level", "all", "--confidence-level", "all", "--quiet"),
+        *("--format", "json", "--output", str(report), *map(str, paths)),
         cwd=ROOT,
     )
-    assert done.returncode in {0, 1}, f"bandit crashed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return json.loads(report.read_text(encoding="utf-8"))
 
 
