@@ -48,6 +48,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/cds-services/<service_id>": "cds",
     "/cds-services/<service_id>/feedback": "cds",
 }
+_OPENED_BY = {"docs": "DOCS_OPEN", "metrics": "METRICS_OPEN"}  # the setting that opens such a route
 
 
 # How /v1 is authenticated, as the OpenAPI document declares it (AccessDocs).
@@ -102,7 +103,7 @@ def build_policy(config: flask.Config) -> AccessPolicy:
     return AccessPolicy(config["API_OPEN"], keys, verifier, audience)
 
 
-def init_access(app: flask.Flask) -> AccessPolicy:
+def init_access(app: flask.Flask) -> None:
     policy = build_policy(app.config)
     app.extensions["triage_access"] = policy
     app.before_request(_check_access)
@@ -119,15 +120,9 @@ def init_access(app: flask.Flask) -> AccessPolicy:
         )
     if policy.open:
         log.warning("api_open", message="/v1 answers without credentials (TRIAGE_API_OPEN). Loopback use only.")
-    elif not policy.has_credentials:
+    elif not policy.keys and policy.verifier is None:
         log.warning("api_no_credentials", message="No API keys or JWT issuers configured: every /v1 call gets 401.")
     log.info("access_ready", api_keys=len(policy.keys), jwt=policy.verifier is not None, cors_origins=len(origins))
-    return policy
-
-
-def _open_by_config(scope: str | None) -> bool:
-    config = flask.current_app.config
-    return scope is None or (scope == "docs" and config["DOCS_OPEN"]) or (scope == "metrics" and config["METRICS_OPEN"])
 
 
 def _check_access() -> None:
@@ -136,7 +131,8 @@ def _check_access() -> None:
         return  # routing answers 404/405 itself; CORS preflights carry no credentials
     route = route_template(rule.rule)
     scope = ROUTE_SCOPES.get(route, "knowledge")
-    if scope == "cds" or _open_by_config(scope):
+    flag = _OPENED_BY.get(scope)
+    if scope in (None, "cds") or (flag and flask.current_app.config[flag]):
         return
     policy: AccessPolicy = flask.current_app.extensions["triage_access"]
     try:

@@ -109,18 +109,18 @@ class AccessPolicy:
     verifier: TokenVerifier | None = None
     audience: str = ""
 
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.keys) or self.verifier is not None
-
     def authenticate(self, api_key: str | None, authorization: str | None) -> Caller:
         if self.open:
             return OPEN_CALLER
         if api_key is not None:
             return self._by_key(api_key)
-        if authorization is not None and self.verifier is not None:
-            return self._by_token(authorization)
-        raise Unauthenticated("missing")
+        if authorization is None or self.verifier is None:
+            raise Unauthenticated("missing")
+        try:
+            claims = self.verifier.verify(authorization, self.audience)
+        except TokenRejected as exc:
+            raise Unauthenticated(f"jwt_{exc.reason}") from None
+        return Caller(f"jwt:{claims['iss']}", _scopes(claims))
 
     def _by_key(self, presented: str) -> Caller:
         digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
@@ -133,16 +133,6 @@ class AccessPolicy:
         if found.revoked:
             raise Unauthenticated("revoked_key", found.id)
         return Caller(found.id, found.scopes)
-
-    def _by_token(self, authorization: str) -> Caller:
-        verifier = self.verifier
-        if verifier is None:  # authenticate() calls this only with a verifier; fail closed, even under -O
-            raise Unauthenticated("missing")
-        try:
-            claims = verifier.verify(authorization, self.audience)
-        except TokenRejected as exc:
-            raise Unauthenticated(f"jwt_{exc.reason}") from None
-        return Caller(f"jwt:{claims['iss']}", _scopes(claims))
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
