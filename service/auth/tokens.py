@@ -230,8 +230,9 @@ def _check_jwks(doc: object) -> None:
         raise JwksError("not a JWK Set (a JSON object with a 'keys' list)")
 
 
-def _index_keys(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """JWKs by kid; members without a string kid can never be selected, so they are dropped."""
+def _index_keys(doc: Any) -> dict[str, list[dict[str, Any]]]:
+    """A JWK Set's keys by kid (JwksError if it is none); members without a string kid can never be selected."""
+    _check_jwks(doc)
     by_kid: dict[str, list[dict[str, Any]]] = {}
     for jwk in doc["keys"]:
         if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str):
@@ -383,14 +384,12 @@ class TokenVerifier:
             return False
         source.attempted_at = now
         try:
-            doc = self._fetch(source.url)
-            _check_jwks(doc)
+            keys = _index_keys(self._fetch(source.url))
         except Exception as exc:  # any failure of the fetch hook means "unavailable", never a crash
             detail = str(exc) if isinstance(exc, JwksError) else type(exc).__name__  # never document content
             _log.warning("JWKS fetch failed for %s: %s", source.url, detail)
             return False
-        source.keys = _index_keys(doc)
-        source.fetched_at = now
+        source.keys, source.fetched_at = keys, now
         return True
 
     # -- claims --
@@ -477,13 +476,11 @@ def _is_number(value: object) -> bool:
 
 def _read_jwks_file(path: str) -> dict[str, list[dict[str, Any]]]:
     try:
-        doc = parse_strict_json(Path(path).read_bytes())
-        _check_jwks(doc)
+        keys = _index_keys(parse_strict_json(Path(path).read_bytes()))
     except OSError as exc:
         raise ValueError(f"jwks_file {path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except (ValueError, JwksError):
         raise ValueError(f"jwks_file {path}: not a JWK Set (a JSON object with a 'keys' list)") from None
-    keys = _index_keys(doc)
     if not keys:
         raise ValueError(f"jwks_file {path}: no key with a kid")
     return keys
