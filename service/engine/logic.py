@@ -33,6 +33,18 @@ class PartialSet:
     absent: frozenset
 
 
+# (reported value, the atom's value) -> true or false; "unknown" is decided before any of these.
+OPERATORS = {
+    "is": lambda actual, value: actual == value,
+    "in": lambda actual, value: actual in value,
+    "has": lambda actual, value: value in actual,
+    "has_any": lambda actual, value: not value.isdisjoint(actual),
+    "at_least": lambda actual, value: actual >= value,
+    "below": lambda actual, value: actual < value,
+    "empty": lambda actual, value: not actual,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Atom:
     fact: str
@@ -45,26 +57,9 @@ class Atom:
             return Outcome(True, matched=(self.fact,)) if actual is None else FALSE
         if actual is None:
             return Outcome(None, open=(self.fact,), alone=(self.fact,))
-        op, value = self.op, self.value
         if isinstance(actual, PartialSet):
             return self._check_partial(actual)
-        if op == "is":
-            hit = actual == value
-        elif op == "in":
-            hit = actual in value
-        elif op == "has":
-            hit = value in actual
-        elif op == "has_any":
-            hit = not value.isdisjoint(actual)
-        elif op == "at_least":
-            hit = actual >= value
-        elif op == "below":
-            hit = actual < value
-        elif op == "empty":
-            hit = not actual
-        else:  # the loader only builds the ops above
-            raise ValueError(f"unknown operator {op!r}")
-        return Outcome(True, matched=(self.fact,)) if hit else FALSE
+        return Outcome(True, matched=(self.fact,)) if OPERATORS[self.op](actual, self.value) else FALSE
 
     def _check_partial(self, actual: PartialSet) -> Outcome:
         if self.op == "empty":  # empty only if every member is known absent, which a partial set never says

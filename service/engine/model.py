@@ -7,6 +7,9 @@ from typing import Any
 
 from service.engine.logic import Condition
 
+# A citation's locator fields, in the order answers show them.
+LOCATOR = ("source", "file", "kind", "authority", "section", "heading", "paragraph", "start", "end", "sha256")
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -25,18 +28,8 @@ class Citation:
     urgency: str | None = None  # the level the passage's own urgency words map to (policy SP-2), if any
 
     def locator(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "file": self.file,
-            "kind": self.kind,
-            "authority": self.authority,
-            "section": self.section,
-            "heading": self.heading,
-            "paragraph": self.paragraph,
-            "start": self.start,
-            "end": self.end,
-            "sha256": self.sha256,
-        }
+        """Where the passage is, as every answer cites it."""
+        return {name: getattr(self, name) for name in LOCATOR}
 
 
 @dataclass(frozen=True)
@@ -153,6 +146,3 @@ class KnowledgeBase:
     authorities: dict[str, str] = field(default_factory=dict)  # authority -> what it means
     emergency_tests: tuple[str, ...] = ()  # tests an emergency department arranges itself (policy SP-9)
     rules_by_id: dict[str, Rule] = field(default_factory=dict)
-
-    def level_by_rank(self, rank: int) -> Level:
-        return next(lv for lv in self.levels.values() if lv.rank == rank)
