@@ -22,7 +22,7 @@ USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
 FUTURE_SKEW = timedelta(minutes=5)
 ACTIVE_CONDITION = frozenset({"active", "recurrence", "relapse"})
 NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
-SEXES = {"male": "male", "female": "female", "other": "other", "unknown": "unknown"}
+SEXES = frozenset({"male", "female", "other", "unknown"})
 _DATE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?")
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -76,14 +76,27 @@ def extract(
     max_age: timedelta,
 ) -> Extraction:
     out = Extraction(request={"findings": {}})
-    items = [_observation(mapping, obs, i, patient_id, now, max_age) for i, obs in enumerate(observations)]
-    items += [_condition(mapping, cond, i, patient_id) for i, cond in enumerate(conditions)]
     readings: dict[tuple[str, str | None], list[_Reading]] = {}
-    for item in items:
-        if isinstance(item, Note):
-            out.notes.append(item)
-        else:
-            readings.setdefault(item.entry.slot, []).append(item)
+    for kind, table, resources in (
+        ("Observation", mapping.observations, observations),
+        ("Condition", mapping.conditions, conditions),
+    ):
+        for index, resource in enumerate(resources):
+            entry = _match(table, resource.get("code"))
+            ref, label = _reference(resource, kind, index), _label(resource.get("code"), entry.display if entry else "")
+            about_patient = _check_subject(resource, patient_id)  # raises for another patient, mapped code or not
+            if entry is None:
+                found: tuple[datetime, Any] | str = "code not recognised"
+            elif not about_patient:
+                found = "names no patient; not used"
+            elif kind == "Observation":
+                found = _observation(entry, resource, now, max_age)
+            else:
+                found = _condition(entry, resource)
+            if isinstance(found, str):
+                out.notes.append(Note(ref, label, found))
+            else:
+                readings.setdefault(entry.slot, []).append(_Reading(entry, *found, ref, kind == "Condition"))
     _settle(readings, out)
     if patient is not None:
         _patient(patient, patient_id, now, out)
@@ -158,42 +171,25 @@ def parse_instant(text: Any) -> datetime | None:
 
 
 def _observation_time(obs: dict[str, Any]) -> datetime | None:
-    period = obs.get("effectivePeriod")
-    candidates = [obs.get("effectiveDateTime"), obs.get("effectiveInstant")]
-    if isinstance(period, dict):
-        candidates += [period.get("end"), period.get("start")]
-    candidates.append(obs.get("issued"))
-    for text in candidates:
-        moment = parse_instant(text)
-        if moment:
-            return moment
-    return None
+    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
+    texts = (obs.get("effectiveDateTime"), obs.get("effectiveInstant"), period.get("end"), period.get("start"))
+    return next(filter(None, map(parse_instant, (*texts, obs.get("issued")))), None)
 
 
-def _observation(
-    mapping: Mapping, obs: dict[str, Any], index: int, patient_id: str, now: datetime, max_age: timedelta
-) -> _Reading | Note:
-    entry = _match(mapping.observations, obs.get("code"))
-    ref, label = _reference(obs, "Observation", index), _label(obs.get("code"), entry.display if entry else "")
-    about_patient = _check_subject(obs, patient_id)  # raises for another patient, mapped code or not
-    if entry is None:
-        return Note(ref, label, "code not recognised")
-    if not about_patient:
-        return Note(ref, label, "names no patient; not used")
+def _observation(entry: Entry, obs: dict[str, Any], now: datetime, max_age: timedelta) -> tuple[datetime, Any] | str:
+    """When the Observation was made and its value, or why it is not used."""
     status = obs.get("status")
     if status not in USABLE_OBSERVATION:
-        return Note(ref, label, f"status {status if isinstance(status, str) else '(none)'}; not used")
+        return f"status {status if isinstance(status, str) else '(none)'}; not used"
     when = _observation_time(obs)
     if when is not None and when < now - max_age:
-        return Note(ref, label, f"recorded more than {max_age.days} days ago; not used")
+        return f"recorded more than {max_age.days} days ago; not used"
     if when is not None and when > now + FUTURE_SKEW:
-        return Note(ref, label, "dated in the future; not used")
+        return "dated in the future; not used"
     if "dataAbsentReason" in obs and not any(k.startswith("value") for k in obs):
-        return Note(ref, label, "recorded without a value; the finding stays unknown")
+        return "recorded without a value; the finding stays unknown"
     value, problem = _read_value(entry, obs)
-    if problem:
-        return Note(ref, label, problem)
-    return _Reading(entry, when or _EPOCH, value, ref)
+    return problem or (when or _EPOCH, value)
 
 
 def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
@@ -225,23 +221,16 @@ def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
     return number, None
 
 
-def _condition(mapping: Mapping, cond: dict[str, Any], index: int, patient_id: str) -> _Reading | Note:
-    entry = _match(mapping.conditions, cond.get("code"))
-    ref, label = _reference(cond, "Condition", index), _label(cond.get("code"), entry.display if entry else "")
-    about_patient = _check_subject(cond, patient_id)
-    if entry is None:
-        return Note(ref, label, "code not recognised")
-    if not about_patient:
-        return Note(ref, label, "names no patient; not used")
+def _condition(entry: Entry, cond: dict[str, Any]) -> tuple[datetime, Any] | str:
+    """The Condition's value (undated: a current diagnosis), or why it is not used."""
     clinical = {code for _, code, _ in _codings(cond.get("clinicalStatus"))}
     verification = {code for _, code, _ in _codings(cond.get("verificationStatus"))}
     if verification & NOT_CONFIRMED:
-        return Note(ref, label, "refuted or entered in error; not used")
+        return "refuted or entered in error; not used"
     # A Condition without a clinical status is taken as current: the safer reading of a diagnosis.
     if clinical and not clinical & ACTIVE_CONDITION:
-        return Note(ref, label, "not active; not used")
-    value = True if entry.finding.kind == "set" else (entry.value or "present")
-    return _Reading(entry, _EPOCH, value, ref, from_condition=True)
+        return "not active; not used"
+    return _EPOCH, True if entry.finding.kind == "set" else (entry.value or "present")
 
 
 def _severity(finding: Finding, value: Any) -> int:
@@ -257,37 +246,34 @@ def _severity(finding: Finding, value: Any) -> int:
 
 def _settle(readings: dict[tuple[str, str | None], list[_Reading]], out: Extraction) -> None:
     """One value per finding (or set member): the newest record, the more abnormal on a tie."""
-    members: dict[str, dict[str, bool]] = {}
-    set_findings: dict[str, Finding] = {}
+    members: dict[Finding, dict[str, bool]] = {}  # set findings: what each answered member is
     for (path, member), found in readings.items():
         finding = found[0].entry.finding
         latest = max((r.when for r in found if not r.from_condition), default=None)
         current = [r for r in found if r.from_condition or r.when == latest]
         chosen = max(current, key=lambda r: _severity(finding, r.value))
         for reading in found:
-            if reading.value == chosen.value and reading in current:
+            if reading not in current:
+                out.notes.append(Note(reading.reference, reading.entry.display, "superseded by a later record"))
+            elif reading.value == chosen.value:
                 out.used.append(reading.reference)
-            elif reading in current:
+            else:
                 out.notes.append(
                     Note(reading.reference, reading.entry.display, "conflicts with a more abnormal record; not used")
                 )
-            else:
-                out.notes.append(Note(reading.reference, reading.entry.display, "superseded by a later record"))
         if member is not None:
-            members.setdefault(path, {})[member] = bool(chosen.value)
-            set_findings[path] = finding
+            members.setdefault(finding, {})[member] = bool(chosen.value)
         else:
             _set(out.request["findings"], path, chosen.value)
-    for path, known in members.items():
-        values = set_findings[path].values
-        if len(known) == len(values):
-            value: Any = [m for m in values if known[m]]  # every member answered: the complete list
+    for finding, known in members.items():
+        if len(known) == len(finding.values):
+            value: Any = [m for m in finding.values if known[m]]  # every member answered: the complete list
         else:
             value = {
                 "present": sorted(m for m in known if known[m]),
                 "absent": sorted(m for m in known if not known[m]),
             }
-        _set(out.request["findings"], path, value)
+        _set(out.request["findings"], finding.path, value)
     out.used[:] = list(dict.fromkeys(out.used))
 
 
@@ -303,9 +289,8 @@ def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extra
     if patient.get("id") not in (None, patient_id):
         raise WrongPatient("Patient.id")
     info: dict[str, Any] = {}
-    sex = SEXES.get(patient.get("gender"))  # type: ignore[arg-type]
-    if sex:
-        info["sex"] = sex
+    if patient.get("gender") in SEXES:
+        info["sex"] = patient["gender"]
     born = patient.get("birthDate")
     if isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born):
         try:

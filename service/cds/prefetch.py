@@ -37,38 +37,19 @@ class DataUnavailable(Exception):
         self.reason = reason
 
 
-class InvalidPrefetch(Exception):
-    """Prefetched data is not what its template asks for (answered with 422)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-        self.message = message
-
-
 @dataclass
 class Gathered:
     patient: dict[str, Any] | None = None
     observations: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
-    fetched: list[str] = field(default_factory=list)  # keys read from the FHIR server
     notes: list[Note] = field(default_factory=list)
 
 
 def fill_template(template: str, context: dict[str, Any]) -> str | None:
     """The query for a template, or None when it needs a context field the hook did not send."""
-    missing = False
-
-    def value(found: re.Match[str]) -> str:
-        nonlocal missing
-        item = context.get(found[1])
-        if not isinstance(item, str) or not item:
-            missing = True
-            return ""
-        return quote(item, safe="")
-
-    query = _TOKEN.sub(value, template)
-    return None if missing else query
+    if not all(isinstance(context.get(name), str) and context[name] for name in _TOKEN.findall(template)):
+        return None
+    return _TOKEN.sub(lambda found: quote(context[found[1]], safe=""), template)
 
 
 def gather(
@@ -80,63 +61,40 @@ def gather(
     reader: Reader,
     deadline: float | None = None,
 ) -> Gathered:
-    """The call's data from prefetch, else read from fhirServer; every read ends by `deadline` (monotonic)."""
+    """The call's data from prefetch, else read from fhirServer; every read ends by `deadline` (monotonic).
+
+    `prefetch` is as schemas.cds.Prefetch validated it: each key absent, null, an OperationOutcome or
+    the resource its template asks for. What the FHIR server answers is checked here.
+    """
     out = Gathered()
     for key in PREFETCH_KEYS:
         if key in prefetch and prefetch[key] is None:
             continue  # nothing recorded
         data = prefetch.get(key)
-        if data is None or _is_outcome(data):
-            data = _read(mapping, key, context, fhir_server, access_token, reader, deadline)
-            out.fetched.append(key)
-            problem = _shape_problem(key, data)
-            if problem:
+        if data is None or data["resourceType"] == "OperationOutcome":
+            query = fill_template(mapping.prefetch[key], context)
+            if query is None:
+                raise DataUnavailable(key, "the hook context lacks a field the query needs")
+            try:
+                data = reader.read(fhir_server, query, access_token, deadline)
+            except FhirUnavailable as exc:
+                raise DataUnavailable(key, exc.reason) from None
+            if not _answers(key, data):
                 raise DataUnavailable(key, "the FHIR server answered with something else")
-        else:
-            problem = _shape_problem(key, data)
-            if problem:
-                raise InvalidPrefetch(key, problem)
         _take(key, data, out)
     return out
 
 
-def _is_outcome(data: Any) -> bool:
-    return isinstance(data, dict) and data.get("resourceType") == "OperationOutcome"
-
-
-def _read(
-    mapping: Mapping,
-    key: str,
-    context: dict[str, Any],
-    fhir_server: str | None,
-    access_token: str | None,
-    reader: Reader,
-    deadline: float | None,
-) -> dict[str, Any]:
-    query = fill_template(mapping.prefetch[key], context)
-    if query is None:
-        raise DataUnavailable(key, "the hook context lacks a field the query needs")
-    try:
-        return reader.read(fhir_server, query, access_token, deadline)
-    except FhirUnavailable as exc:
-        raise DataUnavailable(key, exc.reason) from None
-
-
-def _shape_problem(key: str, data: Any) -> str | None:
-    expected = EXPECTED[key]
-    if not isinstance(data, dict):
-        return f"prefetch {key} must be a FHIR resource or null"
-    kind = data.get("resourceType")
+def _answers(key: str, data: dict[str, Any]) -> bool:
+    """The FHIR server's answer is what the query asks for: a Patient, or a Bundle whose entries hold resources."""
     if key == "patient":
-        return None if kind == "Patient" else f"prefetch {key} must be a Patient"
-    if kind != "Bundle":
-        return f"prefetch {key} must be a Bundle of {expected} resources"
+        return data.get("resourceType") == "Patient"
     entries = data.get("entry", [])
-    if not isinstance(entries, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("resource", {}), dict) for e in entries
-    ):
-        return f"prefetch {key}: Bundle.entry must be a list of entries holding resources"
-    return None
+    return (
+        data.get("resourceType") == "Bundle"
+        and isinstance(entries, list)
+        and all(isinstance(e, dict) and isinstance(e.get("resource", {}), dict) for e in entries)
+    )
 
 
 def _take(key: str, data: dict[str, Any], out: Gathered) -> None:
@@ -148,7 +106,8 @@ def _take(key: str, data: dict[str, Any], out: Gathered) -> None:
     for index, entry in enumerate(data.get("entry", [])):
         resource = entry.get("resource")
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
-        mode = (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), dict) else None
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else None
         if kind == expected and mode in (None, "match"):
             bucket.append(resource)
         elif kind == "OperationOutcome":

@@ -19,7 +19,7 @@ from service.auth.replay import ReplayStoreUnavailable
 from service.auth.tokens import TokenRejected
 from service.cds.cards import OFFERED_REASONS
 from service.cds.extract import WrongPatient
-from service.cds.prefetch import DataUnavailable, InvalidPrefetch
+from service.cds.prefetch import DataUnavailable
 from service.cds.services import SERVICE_ID, Settings, answer_hook, discovery
 from service.cds.setup import CdsState
 from service.errors import issue, operation_outcome
@@ -129,8 +129,6 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
         log.info("cds_data_unavailable", key=exc.key, reason=exc.reason)
         diagnostics = f"Prefetch {exc.key!r} was not sent and could not be read from fhirServer ({exc.reason})."
         return _reply(operation_outcome(issue("processing", diagnostics, [f"prefetch.{exc.key}"])), 412)
-    except InvalidPrefetch as exc:
-        return _reply(operation_outcome(issue("invalid", exc.message, [f"prefetch.{exc.key}"])), 422)
     except WrongPatient as exc:
         message = "Prefetched or fetched data names another patient than context.patientId; nothing was evaluated."
         return _reply(operation_outcome(issue("invalid", message, [exc.expression])), 422)
