@@ -96,8 +96,7 @@ def triage_card(
 def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
     triage = result["triage"]
     lines = [f"**{triage['label']}.** {triage['action']}"]
-    for note in answer_notes(result)[:-1]:  # scope, incomplete, contradictions; the disclaimer closes the card
-        lines.append(f"\n{note}")
+    lines += [f"\n{note}" for note in answer_notes(result)[:-1]]  # the disclaimer closes the card
     if triage["provisional"]:
         lines.append(f"\nProvisional: {len(result['missing'])} finding(s) not yet known could make this more urgent.")
     if result["causes"]:
@@ -122,8 +121,7 @@ def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
     titles = {s["id"]: s["title"] for s in kb.sources}
     sections: dict[tuple[str, str], list[int]] = {}
     for locator in all_citations(result):
-        paragraphs = sections.setdefault((locator["source"], locator["heading"] or "Introduction"), [])
-        paragraphs.append(locator["paragraph"])
+        sections.setdefault((locator["source"], locator["heading"] or "Introduction"), []).append(locator["paragraph"])
     for (source, heading), paragraphs in sections.items():
         numbers = sorted(set(paragraphs))
         word = "paragraphs" if len(numbers) > 1 else "paragraph"
@@ -137,31 +135,26 @@ def _suggestions(kb: KnowledgeBase, result: dict[str, Any], basis: list[str], ct
     assessment = risk_assessment(
         result, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, basis=basis, now=ctx.now
     )
-    out = [
-        {
-            "label": "Record this triage assessment in the chart",
-            "uuid": str(uuid.uuid4()),
-            "actions": [
-                {"type": "create", "description": "Store the triage result as a RiskAssessment", "resource": assessment}
-            ],
-        }
-    ]
+    record = ("Store the triage result as a RiskAssessment", assessment)
+    out = [_suggestion("Record this triage assessment in the chart", [record])]
     for referral in result["referrals"]:
         if referral["to"] == "self_management":
             continue
         requests = service_requests(
             kb, referral, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, level_label=level_label
         )
-        out.append(
-            {
-                "label": referral_label(kb, referral)[:80],
-                "uuid": str(uuid.uuid4()),
-                "actions": [
-                    {"type": "create", "description": f"Propose: {r['code']['text']}", "resource": r} for r in requests
-                ],
-            }
-        )
+        proposals = [(f"Propose: {r['code']['text']}", r) for r in requests]
+        out.append(_suggestion(referral_label(kb, referral)[:80], proposals))
     return out
+
+
+def _suggestion(label: str, actions: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A suggestion that creates each (description, resource) of `actions`."""
+    return {
+        "label": label,
+        "uuid": str(uuid.uuid4()),
+        "actions": [{"type": "create", "description": text, "resource": resource} for text, resource in actions],
+    }
 
 
 def _links(result: dict[str, Any], ctx: CardContext) -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ def risk_assessment(
 ) -> dict[str, Any]:
     triage = result["triage"]
     knowledge = result["knowledge"]
-    resource: dict[str, Any] = {
+    resource = {
         "resourceType": "RiskAssessment",
         "extension": [
             {
@@ -90,9 +90,8 @@ def risk_assessment(
         ],
         "mitigation": triage["action"],
         "note": [{"text": text} for text in answer_notes(result)],
+        "encounter": {"reference": f"Encounter/{encounter_id}"} if encounter_id else None,
     }
-    if encounter_id:
-        resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     return prune(resource)
 
 
@@ -135,9 +134,7 @@ def service_requests(
 def prune(value: Any) -> Any:
     """Drop None, "", [] and {} everywhere: CDS Hooks and FHIR both forbid empty elements."""
     if isinstance(value, dict):
-        pruned = {k: prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+        return {k: p for k, v in value.items() if (p := prune(v)) not in (None, "", [], {})}
     if isinstance(value, list):
-        items = [prune(v) for v in value]
-        return [v for v in items if v not in (None, "", [], {})]
+        return [p for v in value if (p := prune(v)) not in (None, "", [], {})]
     return value
