@@ -143,9 +143,7 @@ class FhirReader:
             raise FhirUnavailable("busy")
         reason: str
         try:
-            return self._get(url, headers, target, timeout, deadline)
-        except FhirUnavailable:
-            raise
+            return self._get(url, headers, target, timeout, deadline)  # FhirUnavailable passes through
         except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
             reason = "timeout"
         except requests.ConnectionError as exc:
@@ -181,13 +179,10 @@ class FhirReader:
             raise FhirUnavailable("invalid")
         host = parts.hostname.lower()
         port = port or _DEFAULT_PORTS[scheme]
-        if not self._host_allowed(scheme, host, port):
+        # An entry without a port means the default port of the URL's scheme, not any port.
+        if (host, port) not in self._allowed and (port != _DEFAULT_PORTS[scheme] or (host, None) not in self._allowed):
             raise FhirUnavailable("host_not_allowed")
         return base_url, (scheme, host, port)
-
-    def _host_allowed(self, scheme: str, host: str, port: int) -> bool:
-        # An entry without a port means the default port of the URL's scheme, not any port.
-        return (host, port) in self._allowed or (port == _DEFAULT_PORTS[scheme] and (host, None) in self._allowed)
 
     def _get(
         self, url: str, headers: dict[str, str], target: tuple[str, str, int], timeout: float, deadline: float | None

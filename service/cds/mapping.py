@@ -153,54 +153,38 @@ def _entries(
     for key, spec in raw.items():  # shapes and types already checked (MappingFile)
         where = yaml_path((section, key))
         token = _token(key, systems, where, problems)
-        entry = _entry(token, spec, section, where, systems, kb, problems)
-        if token and entry:
-            entries[token] = entry
+        finding = kb.findings.get(spec["finding"])
+        if finding is None:
+            problems.append(f"{where}: unknown finding {spec['finding']!r}")
+        if finding is None or token is None:
+            continue
+        if not spec["display"]:
+            problems.append(f"{where}: display is required")
+        member = spec.get("member")
+        if finding.kind == "set":
+            if member not in finding.values:
+                problems.append(f"{where}: member must be one of {list(finding.values)}")
+        elif member is not None:
+            problems.append(f"{where}: member is only for set findings")
+        answers: dict[Token, str] = {}
+        if section == "observations" and finding.kind == "enum":
+            for answer, value in (spec.get("answers") or {}).items():
+                answer_token = _token(answer, systems, f"{where}.answers", problems)
+                if value not in finding.values:
+                    problems.append(f"{where}.answers: {value!r} is not a value of {finding.path}")
+                elif answer_token:
+                    answers[answer_token] = value
+            if not answers:
+                problems.append(f"{where}: an enum finding needs answers (coding -> value)")
+        elif spec.get("answers"):
+            problems.append(f"{where}: answers are only for enum findings read from Observations")
+        value = spec.get("value")
+        if section == "conditions":
+            if finding.kind == "int":
+                problems.append(f"{where}: a Condition cannot give a number")
+            if finding.kind == "enum" and (value not in finding.values or value in finding.normal):
+                problems.append(f"{where}: value must be an abnormal value of {finding.path}")
+            if finding.kind != "enum" and value is not None:
+                problems.append(f"{where}: value is only for enum findings")
+        entries[token] = Entry(token, spec["display"], finding, member, answers, value)
     return entries
-
-
-def _entry(
-    token: Token | None,
-    spec: dict[str, Any],
-    section: str,
-    where: str,
-    systems: dict[str, str],
-    kb: KnowledgeBase,
-    problems: list[str],
-) -> Entry | None:
-    finding = kb.findings.get(spec.get("finding", ""))
-    if finding is None:
-        problems.append(f"{where}: unknown finding {spec.get('finding')!r}")
-        return None
-    if not token:
-        return None
-    display = str(spec.get("display") or "")
-    if not display:
-        problems.append(f"{where}: display is required")
-    member = spec.get("member")
-    if finding.kind == "set":
-        if member not in finding.values:
-            problems.append(f"{where}: member must be one of {list(finding.values)}")
-    elif member is not None:
-        problems.append(f"{where}: member is only for set findings")
-    answers: dict[Token, str] = {}
-    if section == "observations" and finding.kind == "enum":
-        for answer, value in (spec.get("answers") or {}).items():
-            answer_token = _token(answer, systems, f"{where}.answers", problems)
-            if value not in finding.values:
-                problems.append(f"{where}.answers: {value!r} is not a value of {finding.path}")
-            elif answer_token:
-                answers[answer_token] = value
-        if not answers:
-            problems.append(f"{where}: an enum finding needs answers (coding -> value)")
-    elif spec.get("answers"):
-        problems.append(f"{where}: answers are only for enum findings read from Observations")
-    value = spec.get("value")
-    if section == "conditions":
-        if finding.kind == "int":
-            problems.append(f"{where}: a Condition cannot give a number")
-        if finding.kind == "enum" and (value not in finding.values or value in finding.normal):
-            problems.append(f"{where}: value must be an abnormal value of {finding.path}")
-        if finding.kind != "enum" and value is not None:
-            problems.append(f"{where}: value is only for enum findings")
-    return Entry(token, display, finding, member, answers, value)
