@@ -51,10 +51,6 @@ class Extraction:
     used: list[str] = field(default_factory=list)  # references of the resources that set a finding
     notes: list[Note] = field(default_factory=list)
 
-    @property
-    def recognised(self) -> bool:
-        return bool(self.request["findings"])
-
 
 @dataclass(frozen=True)
 class _Reading:
@@ -110,12 +106,10 @@ def _reference(resource: dict[str, Any], kind: str, index: int) -> str:
 
 def _label(concept: Any, known: str = "") -> str:
     """The EHR's text for a code; else, for a mapped code, the mapping's display; else system|code."""
-    if not isinstance(concept, dict):
-        return known or "(no code)"
-    if isinstance(concept.get("text"), str) and concept["text"]:
+    if isinstance(concept, dict) and isinstance(concept.get("text"), str) and concept["text"]:
         return concept["text"]
-    for coding in _codings(concept):
-        return coding[2] or known or f"{coding[0]}|{coding[1]}"
+    for system, code, display in _codings(concept):
+        return display or known or f"{system}|{code}"
     return known or "(no code)"
 
 
@@ -205,9 +199,7 @@ def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
         flag = obs.get("valueBoolean")
         if not isinstance(flag, bool):
             return None, "expected valueBoolean"
-        if finding.kind == "tri":
-            return ("present" if flag else "absent"), None
-        return flag, None
+        return ("present" if flag else "absent") if finding.kind == "tri" else flag, None
     number = obs.get("valueInteger")
     quantity = obs.get("valueQuantity")
     if number is None and isinstance(quantity, dict):

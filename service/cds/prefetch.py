@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from service.cds.extract import Note
-from service.cds.fhir_reader import FhirUnavailable
+from service.cds.fhir_reader import FhirReader, FhirUnavailable
 from service.cds.mapping import PREFETCH_KEYS, Mapping
 
 EXPECTED = {"patient": "Patient", "observations": "Observation", "conditions": "Condition"}
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
-
-
-class Reader(Protocol):
-    def read(
-        self, base_url: str | None, query: str, access_token: str | None, deadline: float | None = None
-    ) -> dict[str, Any]: ...
 
 
 class DataUnavailable(Exception):
@@ -58,7 +52,7 @@ def gather(
     prefetch: dict[str, Any],
     fhir_server: str | None,
     access_token: str | None,
-    reader: Reader,
+    reader: FhirReader,
     deadline: float | None = None,
 ) -> Gathered:
     """The call's data from prefetch, else read from fhirServer; every read ends by `deadline` (monotonic).

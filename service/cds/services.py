@@ -8,8 +8,9 @@ from typing import Any
 
 from service.cds.cards import CardContext, triage_card
 from service.cds.extract import extract
+from service.cds.fhir_reader import FhirReader
 from service.cds.mapping import Mapping
-from service.cds.prefetch import Reader, gather
+from service.cds.prefetch import gather
 from service.engine import evaluate
 from service.engine.model import KnowledgeBase
 
@@ -66,7 +67,7 @@ class Settings:
 
 
 def answer_hook(
-    kb: KnowledgeBase, mapping: Mapping, reader: Reader, call: dict[str, Any], settings: Settings, now: datetime
+    kb: KnowledgeBase, mapping: Mapping, reader: FhirReader, call: dict[str, Any], settings: Settings, now: datetime
 ) -> Answer:
     """The CDS response for a validated call, with the findings and engine result behind its card."""
     context = call["context"]
@@ -90,7 +91,7 @@ def answer_hook(
         max_age=settings.max_age,
     )
     notes = data.notes + found.notes
-    if not found.recognised and not notes:
+    if not found.request["findings"] and not notes:
         return Answer({"cards": []})  # nothing recorded that this service reads: nothing to say
     result = evaluate(kb, found.request)
     ctx = CardContext(context["patientId"], context.get("encounterId"), settings.base_url, settings.public, now)
