@@ -16,7 +16,6 @@ REFERENCE = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\
 # No "|" (logged as system|code) and no white space at either end. An explicit class, not \s, which Python's re,
 # ECMA-262 (the OpenAPI pattern) and other engines define differently (e.g. for U+001E or U+FEFF).
 CODE = r"^[^\t\n\v\f\r |]([^|]{0,62}[^\t\n\v\f\r |])?$"
-HOOKS = ("patient-view", "order-select")
 
 
 def _text(max_length: int = 256, **kwargs: Any) -> fields.String:
@@ -113,12 +112,11 @@ class Prefetch(StrictSchema):
 
 
 class CdsRequest(StrictSchema):
-    hook = fields.String(required=True, validate=validate.OneOf(HOOKS))
+    hook = fields.String(required=True, validate=validate.OneOf(list(CONTEXTS)))
     hookInstance = _text(128, required=True, metadata={"description": "UUID of this hook call."})
     fhirServer = fields.Url(
         schemes={"http", "https"},
         require_tld=False,
-        # Documented as the service checks it: an http(s) URL, never "" (a bare `format: url` allowed it).
         metadata={
             "description": "Base URL of the EHR's FHIR server.",
             "pattern": "^[hH][tT][tT][pP][sS]?://\\S",  # rules out "" and other schemes; the check is stricter
@@ -139,10 +137,7 @@ class CdsRequest(StrictSchema):
 
     @validates_schema
     def _context_fits_hook(self, data: dict[str, Any], **kwargs: Any) -> None:
-        schema = CONTEXTS.get(data.get("hook", ""))
-        if schema is None:
-            return  # the hook field reports its own error
-        errors = schema().validate(data.get("context") or {})
+        errors = CONTEXTS[data["hook"]]().validate(data["context"])  # run only once every field is valid
         if errors:
             raise ValidationError(errors, "context")
         if "fhirAuthorization" in data and "fhirServer" not in data:
