@@ -76,8 +76,8 @@ class FhirData(fields.Dict):
     """A FHIR resource (JSON object), or null when the EHR has nothing recorded.
 
     Its resourceType, and for a Bundle the entries, are checked here with the rest of the call, so a malformed
-    key is a 422 even when another key would need the FHIR server (service/cds/prefetch.py checks the same
-    of what that server answers). An OperationOutcome in place of the resource means "read it from fhirServer".
+    key is a 422 even when another key would need the FHIR server (service/cds/prefetch.py holds what that
+    server answers to the same check). An OperationOutcome in place of the resource means "read it from fhirServer".
     """
 
     def __init__(self, description: str, resource_type: str):

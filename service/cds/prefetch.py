@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from schemas.cds import Prefetch
 from service.cds.extract import Note
 from service.cds.fhir_reader import FhirReader, FhirUnavailable
 from service.cds.mapping import PREFETCH_KEYS, Mapping
@@ -58,7 +59,7 @@ def gather(
     """The call's data from prefetch, else read from fhirServer; every read ends by `deadline` (monotonic).
 
     `prefetch` is as schemas.cds.Prefetch validated it: each key absent, null, an OperationOutcome or
-    the resource its template asks for. What the FHIR server answers is checked here.
+    the resource its template asks for. What the FHIR server answers is held to the same schema here.
     """
     out = Gathered()
     for key in PREFETCH_KEYS:
@@ -73,22 +74,10 @@ def gather(
                 data = reader.read(fhir_server, query, access_token, deadline)
             except FhirUnavailable as exc:
                 raise DataUnavailable(key, exc.reason) from None
-            if not _answers(key, data):
+            if data["resourceType"] == "OperationOutcome" or Prefetch().validate({key: data}):
                 raise DataUnavailable(key, "the FHIR server answered with something else")
         _take(key, data, out)
     return out
-
-
-def _answers(key: str, data: dict[str, Any]) -> bool:
-    """The FHIR server's answer is what the query asks for: a Patient, or a Bundle whose entries hold resources."""
-    if key == "patient":
-        return data.get("resourceType") == "Patient"
-    entries = data.get("entry", [])
-    return (
-        data.get("resourceType") == "Bundle"
-        and isinstance(entries, list)
-        and all(isinstance(e, dict) and isinstance(e.get("resource", {}), dict) for e in entries)
-    )
 
 
 def _take(key: str, data: dict[str, Any], out: Gathered) -> None:
