@@ -124,12 +124,9 @@ def _codings(concept: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-def _match(table: dict[Token, Entry], concept: Any) -> Entry | None:
-    for system, code, _ in _codings(concept):
-        entry = table.get((system, code))
-        if entry:
-            return entry
-    return None
+def _match(table: dict[Token, Any], concept: Any) -> Any:
+    """What `table` holds for the concept's first coding it knows, or None."""
+    return next((table[(system, code)] for system, code, _ in _codings(concept) if (system, code) in table), None)
 
 
 def _check_subject(resource: dict[str, Any], patient_id: str) -> bool:
@@ -189,12 +186,10 @@ def _observation(entry: Entry, obs: dict[str, Any], now: datetime, max_age: time
 def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
     finding = entry.finding
     if finding.kind == "enum":
-        concept = obs.get("valueCodeableConcept")
-        for system, code, _ in _codings(concept):
-            value = entry.answers.get((system, code))
-            if value is not None:
-                return value, None
-        return None, "answer not recognised (expected valueCodeableConcept with a mapped coding)"
+        value = _match(entry.answers, obs.get("valueCodeableConcept"))
+        if value is None:
+            return None, "answer not recognised (expected valueCodeableConcept with a mapped coding)"
+        return value, None
     if finding.kind in ("tri", "set"):
         flag = obs.get("valueBoolean")
         if not isinstance(flag, bool):
