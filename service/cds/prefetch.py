@@ -47,20 +47,14 @@ def fill_template(template: str, context: dict[str, Any]) -> str | None:
     return _TOKEN.sub(lambda found: quote(context[found[1]], safe=""), template)
 
 
-def gather(
-    mapping: Mapping,
-    context: dict[str, Any],
-    prefetch: dict[str, Any],
-    fhir_server: str | None,
-    access_token: str | None,
-    reader: FhirReader,
-    deadline: float | None = None,
-) -> Gathered:
+def gather(mapping: Mapping, call: dict[str, Any], reader: FhirReader, deadline: float) -> Gathered:
     """The call's data from prefetch, else read from fhirServer; every read ends by `deadline` (monotonic).
 
-    `prefetch` is as schemas.cds.Prefetch validated it: each key absent, null, an OperationOutcome or
-    the resource its template asks for. What the FHIR server answers is held to the same schema here.
+    `call` is as schemas.cds.CdsRequest validated it: each prefetch key absent, null, an OperationOutcome
+    or the resource its template asks for. What the FHIR server answers is held to the same schema here.
     """
+    context, prefetch = call["context"], call.get("prefetch") or {}
+    access_token = (call.get("fhirAuthorization") or {}).get("access_token")
     out = Gathered()
     for key in PREFETCH_KEYS:
         if key in prefetch and prefetch[key] is None:
@@ -71,7 +65,7 @@ def gather(
             if query is None:
                 raise DataUnavailable(key, "the hook context lacks a field the query needs")
             try:
-                data = reader.read(fhir_server, query, access_token, deadline)
+                data = reader.read(call.get("fhirServer"), query, access_token, deadline)
             except FhirUnavailable as exc:
                 raise DataUnavailable(key, exc.reason) from None
             if data["resourceType"] == "OperationOutcome" or Prefetch().validate({key: data}):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from service.cds.cards import CardContext, triage_card
 from service.cds.extract import extract
-from service.cds.fhir_reader import FhirReader
 from service.cds.mapping import Mapping
 from service.cds.prefetch import gather
+from service.cds.setup import CdsState
 from service.engine import evaluate
 from service.engine.model import KnowledgeBase
 
@@ -58,41 +59,27 @@ class Answer:
     result: dict[str, Any] | None = None  # the engine's answer (None when there is no card)
 
 
-@dataclass(frozen=True)
-class Settings:
-    base_url: str
-    public: bool
-    max_age: timedelta
-    fhir_deadline: float  # time.monotonic() by which every FHIR read of this call must end
-
-
 def answer_hook(
-    kb: KnowledgeBase, mapping: Mapping, reader: FhirReader, call: dict[str, Any], settings: Settings, now: datetime
+    kb: KnowledgeBase, state: CdsState, call: dict[str, Any], base_url: str, public: bool, now: datetime
 ) -> Answer:
-    """The CDS response for a validated call, with the findings and engine result behind its card."""
+    """The CDS response for a validated call, with the findings and engine result behind its card.
+
+    Every FHIR read of the call ends within state.fhir_budget seconds; card links point at base_url.
+    """
     context = call["context"]
-    authorization = call.get("fhirAuthorization") or {}
-    data = gather(
-        mapping,
-        context,
-        call.get("prefetch") or {},
-        call.get("fhirServer"),
-        authorization.get("access_token"),
-        reader,
-        settings.fhir_deadline,
-    )
+    data = gather(state.mapping, call, state.reader, time.monotonic() + state.fhir_budget)
     found = extract(
-        mapping,
+        state.mapping,
         patient_id=context["patientId"],
         patient=data.patient,
         observations=data.observations,
         conditions=data.conditions,
         now=now,
-        max_age=settings.max_age,
+        max_age=state.max_age,
     )
     notes = data.notes + found.notes
     if not found.request["findings"] and not notes:
         return Answer({"cards": []})  # nothing recorded that this service reads: nothing to say
     result = evaluate(kb, found.request)
-    ctx = CardContext(context["patientId"], context.get("encounterId"), settings.base_url, settings.public, now)
+    ctx = CardContext(context["patientId"], context.get("encounterId"), base_url, public, now)
     return Answer({"cards": [triage_card(kb, result, notes, found.used, ctx)]}, found.request, result)

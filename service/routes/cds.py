@@ -7,7 +7,6 @@ problem+json, because EHRs read those.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from service.auth.tokens import TokenRejected
 from service.cds.cards import OFFERED_REASONS
 from service.cds.extract import WrongPatient
 from service.cds.prefetch import DataUnavailable
-from service.cds.services import SERVICE_ID, Settings, answer_hook, discovery
+from service.cds.services import SERVICE_ID, answer_hook, discovery
 from service.cds.setup import CdsState
 from service.errors import issue, operation_outcome
 from service.logs.setup import log
@@ -121,10 +120,8 @@ def cds_call(call: dict[str, Any], service_id: str) -> flask.Response:
     """
     _known(service_id)
     state = cds_state()
-    url, public = base_url()
-    settings = Settings(url, public, state.max_age, time.monotonic() + state.fhir_budget)
     try:
-        answer = answer_hook(knowledge_base(), state.mapping, state.reader, call, settings, datetime.now(UTC))
+        answer = answer_hook(knowledge_base(), state, call, *base_url(), datetime.now(UTC))
     except DataUnavailable as exc:
         log.info("cds_data_unavailable", key=exc.key, reason=exc.reason)
         diagnostics = f"Prefetch {exc.key!r} was not sent and could not be read from fhirServer ({exc.reason})."
