@@ -46,10 +46,20 @@ class Note:
 
 
 @dataclass
+class Gathered:
+    """A call's resources, from prefetch or the FHIR server, and notes on Bundle entries not used."""
+
+    patient: dict[str, Any] | None = None
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
 class Extraction:
     request: dict[str, Any]
     used: list[str] = field(default_factory=list)  # references of the resources that set a finding
-    notes: list[Note] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)  # the gathering's notes first
 
 
 @dataclass(frozen=True)
@@ -61,21 +71,12 @@ class _Reading:
     from_condition: bool = False
 
 
-def extract(
-    mapping: Mapping,
-    *,
-    patient_id: str,
-    patient: dict[str, Any] | None,
-    observations: list[dict[str, Any]],
-    conditions: list[dict[str, Any]],
-    now: datetime,
-    max_age: timedelta,
-) -> Extraction:
-    out = Extraction(request={"findings": {}})
+def extract(mapping: Mapping, data: Gathered, *, patient_id: str, now: datetime, max_age: timedelta) -> Extraction:
+    out = Extraction(request={"findings": {}}, notes=list(data.notes))
     readings: dict[tuple[str, str | None], list[_Reading]] = {}
     for kind, table, resources in (
-        ("Observation", mapping.observations, observations),
-        ("Condition", mapping.conditions, conditions),
+        ("Observation", mapping.observations, data.observations),
+        ("Condition", mapping.conditions, data.conditions),
     ):
         for index, resource in enumerate(resources):
             entry = _match(table, resource.get("code"))
@@ -94,8 +95,8 @@ def extract(
             else:
                 readings.setdefault(entry.slot, []).append(_Reading(entry, *found, ref, kind == "Condition"))
     _settle(readings, out)
-    if patient is not None:
-        _patient(patient, patient_id, now, out)
+    if data.patient is not None:
+        _patient(data.patient, patient_id, now, out)
     return out
 
 

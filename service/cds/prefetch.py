@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from schemas.cds import Prefetch
-from service.cds.extract import Note
+from service.cds.extract import Gathered, Note
 from service.cds.fhir_reader import FhirReader, FhirUnavailable
 from service.cds.mapping import PREFETCH_KEYS, Mapping
 
@@ -30,14 +29,6 @@ class DataUnavailable(Exception):
         super().__init__(f"{key}: {reason}")
         self.key = key
         self.reason = reason
-
-
-@dataclass
-class Gathered:
-    patient: dict[str, Any] | None = None
-    observations: list[dict[str, Any]] = field(default_factory=list)
-    conditions: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
 
 
 def fill_template(template: str, context: dict[str, Any]) -> str | None:

@@ -68,18 +68,9 @@ def answer_hook(
     """
     context = call["context"]
     data = gather(state.mapping, call, state.reader, time.monotonic() + state.fhir_budget)
-    found = extract(
-        state.mapping,
-        patient_id=context["patientId"],
-        patient=data.patient,
-        observations=data.observations,
-        conditions=data.conditions,
-        now=now,
-        max_age=state.max_age,
-    )
-    notes = data.notes + found.notes
-    if not found.request["findings"] and not notes:
+    found = extract(state.mapping, data, patient_id=context["patientId"], now=now, max_age=state.max_age)
+    if not found.request["findings"] and not found.notes:
         return Answer({"cards": []})  # nothing recorded that this service reads: nothing to say
     result = evaluate(kb, found.request)
     ctx = CardContext(context["patientId"], context.get("encounterId"), base_url, public, now)
-    return Answer({"cards": [triage_card(kb, result, notes, found.used, ctx)]}, found.request, result)
+    return Answer({"cards": [triage_card(kb, result, found.notes, found.used, ctx)]}, found.request, result)
