@@ -72,6 +72,8 @@ class _Reading:
 
 
 def extract(mapping: Mapping, data: Gathered, *, patient_id: str, now: datetime, max_age: timedelta) -> Extraction:
+    """The triage request the resources speak for, with a Note for each one not used (WrongPatient if any is
+    about another patient)."""
     out = Extraction(request={"findings": {}}, notes=list(data.notes))
     readings: dict[tuple[str, str | None], list[_Reading]] = {}
     for kind, table, resources in (
@@ -163,6 +165,7 @@ def parse_instant(text: Any) -> datetime | None:
 
 
 def _observation_time(obs: dict[str, Any]) -> datetime | None:
+    """The first usable of effective[x] (a period's end before its start), then issued."""
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
     texts = (obs.get("effectiveDateTime"), obs.get("effectiveInstant"), period.get("end"), period.get("start"))
     return next(filter(None, map(parse_instant, (*texts, obs.get("issued")))), None)
