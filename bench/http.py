@@ -245,9 +245,6 @@ def check_batch(server: Replica, cases: Sequence[dict[str, Any]]) -> int:
 
 def batch(load: Load, cases: Sequence[dict[str, Any]], budget: Rounds) -> dict[str, Any]:
     """Cases per second: the cases as one batch body against the same cases as single calls."""
-    # An empty probe: anything but 404/405 means the build routes the batch endpoint.
-    if requests.post(load.server.url + BATCH, json={"cases": []}, timeout=10).status_code in (404, 405):
-        return {"available": False, "cases": len(cases)}
     n = len(cases)
     answer_bytes = check_batch(load.server, cases)
     body = wire({"cases": list(cases)})
@@ -259,7 +256,6 @@ def batch(load: Load, cases: Sequence[dict[str, Any]], budget: Rounds) -> dict[s
     cases_per_s = {"batch": out["rate"]["batch"] * n, "single": out["rate"]["single"]}
     return {
         **out,
-        "available": True,
         "cases": n,
         "body_bytes": len(body),
         "answer_bytes": answer_bytes,

@@ -351,11 +351,6 @@ disagreement on a level fails the benchmark."""
 
 
 def _batch(b: dict[str, Any], results: dict[str, Any]) -> str:
-    if not b.get("available"):
-        missing = table(
-            ["figure", "target / met?"], [["cases/s batch ÷ single calls", check(None, "≥", BATCH_RATIO_MIN)]]
-        )
-        return f"Not measured: this build does not serve `POST /v1/triage/batch` (404/405).\n\n{missing}"
     rows = [
         *_side_rows(b, (("batch", "batch"), ("single", "single calls")), "cases_per_s"),
         *_ratio_rows(b, "ratio batch ÷ single", "≥", BATCH_RATIO_MIN),
