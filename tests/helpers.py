@@ -56,6 +56,22 @@ def valid(request: dict) -> dict:
     return TriageRequest().load(request)
 
 
+@st.composite
+def partial_sets_st(draw: st.DrawFn) -> tuple[dict, str, list, list]:
+    """A valid request with one set finding known only in part, as FHIR reports it: (request, path,
+    members present, members absent); the members listed in neither are unknown."""
+    request = valid(draw(requests_st()))
+    path = draw(st.sampled_from(SET_PATHS))
+    values = KB.findings[path].values
+    present = draw(st.lists(st.sampled_from(values), unique=True))
+    rest = [v for v in values if v not in present]
+    absent = draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
+    if path == AREAS and fetch(request, STATUS) == "normal":
+        put(request, STATUS, "reduced")  # areas only exist with abnormal sensation
+    put(request, path, {"present": present, "absent": absent})
+    return request, path, present, absent
+
+
 PROBLEM = "application/problem+json"
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from service.engine import evaluate
 from service.engine.model import Finding
 from service.knowledge import load_knowledge
-from tests.helpers import AREAS, SET_PATHS, STATUS, examples, requests_st, valid
+from tests.helpers import AREAS, SET_PATHS, STATUS, examples, partial_sets_st, requests_st, valid
 from tests.scenarios import ADULT, ALL_CLEAR, exam, fetch, put
 
 KB = load_knowledge()
@@ -176,34 +176,20 @@ def test_a_set_known_only_in_part_never_lowers_the_level(request, path, data):
 
 
 @SETTINGS
-@given(requests_st(), st.sampled_from(SET_PATHS), st.data())
-def test_a_member_reported_present_never_lowers_the_level(request, path, data):
-    values = KB.findings[path].values
-    present = data.draw(st.lists(st.sampled_from(values), unique=True))
-    absent = data.draw(st.lists(st.sampled_from([v for v in values if v not in present] or [None]), unique=True))
-    absent = [v for v in absent if v is not None]
-    more = data.draw(st.sampled_from(values))
-    request = _copy(valid(request))
-    if fetch(request, STATUS) == "normal" and path == AREAS:
-        put(request, STATUS, "reduced")
-    put(request, path, {"present": present, "absent": absent})
+@given(partial_sets_st(), st.data())
+def test_a_member_reported_present_never_lowers_the_level(partial, data):
+    request, path, present, absent = partial
+    more = data.draw(st.sampled_from(KB.findings[path].values))
     before = RANK[evaluate(KB, request)["triage"]["level"]]
     put(request, path, {"present": sorted({*present, more}), "absent": [a for a in absent if a != more]})
     assert RANK[evaluate(KB, request)["triage"]["level"]] <= before
 
 
 @SETTINGS
-@given(requests_st(), st.sampled_from(SET_PATHS), st.data())
-def test_an_unreported_member_that_could_raise_the_level_is_asked_for(request, path, data):
-    values = KB.findings[path].values
-    present = data.draw(st.lists(st.sampled_from(values), unique=True))
-    rest = [v for v in values if v not in present]
-    absent = data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else []
-    unknown = [v for v in rest if v not in absent]
-    request = _copy(valid(request))
-    if path == AREAS:
-        put(request, STATUS, "reduced")
-    put(request, path, {"present": present, "absent": absent})
+@given(partial_sets_st())
+def test_an_unreported_member_that_could_raise_the_level_is_asked_for(partial):
+    request, path, present, absent = partial
+    unknown = [v for v in KB.findings[path].values if v not in present and v not in absent]
     result = evaluate(KB, request)
     for member in unknown:
         completed = _copy(request)
