@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.stats import percentile
 from service.engine import evaluate
-from service.knowledge.loader import BUNDLED, FILES, KnowledgeBase, _Builder, _read_yaml
+from service.knowledge.loader import BUNDLED, KnowledgeBase, _Builder, read_docs
 
 STRIDE_1 = 1
 STRIDE_2 = 7  # made coprime with the number of pairs below, so the second cycle also reaches every pair
@@ -32,7 +32,7 @@ QUARTERS = (1, 2, 3)  # int thresholds: min + q/4 of the range
 
 def bundled_docs() -> dict[str, Any]:
     """The parsed bundled YAML files, freshly read so callers may change them."""
-    return {name: _read_yaml(BUNDLED / f"{name}.yaml") for name in FILES}
+    return read_docs(BUNDLED)
 
 
 def read_facts(spec: Any, derived: dict[str, Any]) -> set[str]:

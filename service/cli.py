@@ -34,9 +34,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from tqdm import tqdm
@@ -166,13 +166,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"error: no such file: {args.cases}", file=sys.stderr)
         return USAGE
     tally = Tally()
-    with _lines(args.cases) as lines, _output(args.out) as out:
-        total = None if str(args.cases) == "-" else _count_lines(args.cases)
+    stdin = str(args.cases) == "-"
+    with (
+        contextlib.nullcontext(sys.stdin.buffer) if stdin else args.cases.open("rb") as lines,
+        contextlib.nullcontext(sys.stdout.buffer) if args.out is None else args.out.open("wb") as out,
+    ):
+        total = None if stdin else _count_lines(args.cases)
         bar = tqdm(total=total, unit="case", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
         with bar:
             for outcome in triage_lines(kb, lines):
                 out.write(orjson.dumps(_record(outcome, kb, other, tally, bar)) + b"\n")
                 bar.update(outcome.line - bar.n)  # blank lines count as read
+    sys.stdout.flush()
     if other is not None:
         print(f"{tally.changed} of {tally.cases} cases changed, {tally.less_urgent} less urgent", file=sys.stderr)
     if tally.bad_lines:
@@ -202,42 +207,16 @@ def _record(outcome: CaseResult, kb: Any, other: Any, tally: Tally, bar: tqdm) -
 
 def _fields(messages: Any) -> str:
     # Field paths only: marshmallow's messages name fields and rules, never the submitted values.
-    paths: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{path}.{key}" if path else str(key))
-        else:
-            paths.append(path)
-
-    walk(messages, "")
-    return "(" + ", ".join(sorted(set(paths))) + ")"
+    return "(" + ", ".join(sorted(_paths(messages, ""))) + ")"
 
 
-@contextlib.contextmanager
-def _lines(path: Path) -> Iterator[IO[bytes]]:
-    if str(path) == "-":
-        yield sys.stdin.buffer
-        return
-    with path.open("rb") as handle:
-        yield handle
-
-
-@contextlib.contextmanager
-def _output(path: Path | None) -> Iterator[IO[bytes]]:
-    if path is None:
-        yield sys.stdout.buffer
-        sys.stdout.flush()
-        return
-    with path.open("wb") as handle:
-        yield handle
+def _paths(node: Any, path: str) -> set[str]:
+    if not isinstance(node, dict):
+        return {path}
+    return set().union(*(_paths(value, f"{path}.{key}" if path else str(key)) for key, value in node.items()))
 
 
 def _count_lines(path: Path) -> int:
     # For the progress bar's total: one more streaming pass, in 1 MiB chunks.
-    count = 0
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            count += chunk.count(b"\n")
-    return count
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
