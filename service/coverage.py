@@ -69,10 +69,8 @@ def render(report: Coverage) -> str:
             source = s.source
             lines.append(f"source {s.source}")
         heading = f" ({s.heading})" if s.heading else ""
-        if s.cited_by:
-            lines.append(f"  {s.section}{heading}: {', '.join(s.cited_by)}")
-        else:
-            lines.append(f"  {s.section}{heading}: cited by none: {s.reason or 'NO REASON RECORDED'}")
+        cited_by = ", ".join(s.cited_by) if s.cited_by else f"cited by none: {s.reason or 'NO REASON RECORDED'}"
+        lines.append(f"  {s.section}{heading}: {cited_by}")
     cited = sum(1 for s in report.sections if s.cited_by)
     lines.append(f"{cited} of {len(report.sections)} sections cited; {len(report.problems)} problem(s)")
     lines += [f"problem: {p}" for p in report.problems]

@@ -20,8 +20,9 @@ URGENT = {0: "#b71c1c", 1: "#e65100", 2: "#1565c0", 3: "#2e7d32"}  # level rank 
 
 def knowledge_graph(kb: KnowledgeBase) -> graphviz.Digraph:
     """The graph of `kb`: one node per finding read, rule, level, cause and referral target."""
+    title = f"Knowledge {kb.version}: {len(kb.rules)} rules (red: emergency, dashed: fitness sources only)"
     dot = graphviz.Digraph("knowledge", graph_attr={"rankdir": "LR", "ranksep": "1.6", "nodesep": "0.12",
-                                                    "fontname": "Helvetica", "label": _title(kb), "labelloc": "t"},
+                                                    "fontname": "Helvetica", "label": title, "labelloc": "t"},
                            node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded"},
                            edge_attr={"arrowsize": "0.5", "color": "#777777"})  # fmt: skip
     rank = {lv.id: lv.rank for lv in kb.levels.values()}
@@ -66,7 +67,3 @@ def draw(kb: KnowledgeBase, out: Path) -> Path:
     data = knowledge_graph(kb).pipe(format=fmt)
     out.write_bytes(data)
     return out
-
-
-def _title(kb: KnowledgeBase) -> str:
-    return f"Knowledge {kb.version}: {len(kb.rules)} rules (red: emergency, dashed: fitness sources only)"

@@ -14,6 +14,7 @@ The knowledge files, their coverage.yaml and the pieces other files use are here
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -125,26 +126,25 @@ def pair(**kwargs: Any) -> List:
 
 def shape_problems(schema: Schema, doc: Document, name: str) -> list[str]:
     """Every way `doc` departs from `schema`, as `name: path: message (line n)` lines."""
-    found: list[tuple[tuple[PathPart, ...], str]] = []
-    _flatten(schema.validate(doc.data) if isinstance(doc.data, dict) else {"_schema": ["must be a mapping"]}, (), found)
+    errors = schema.validate(doc.data) if isinstance(doc.data, dict) else {"_schema": ["must be a mapping"]}
     lines = []
-    for path, message in found:
+    for path, message in _flatten(errors, ()):
         line = doc.line(path)
         where = f"{yaml_path(path)}: " if path else ""
         lines.append(f"{name}: {where}{message}" + (f" (line {line})" if line else ""))
     return lines
 
 
-def _flatten(errors: Any, path: tuple[PathPart, ...], out: list[tuple[tuple[PathPart, ...], str]]) -> None:
+def _flatten(errors: Any, path: tuple[PathPart, ...]) -> Iterator[tuple[tuple[PathPart, ...], str]]:
     # marshmallow's errors: a dict by key or list index, "_schema" for the mapping itself, leaves lists of text.
     if isinstance(errors, dict):
         for key, sub in errors.items():
-            _flatten(sub, path if key == "_schema" else (*path, key), out)
+            yield from _flatten(sub, path if key == "_schema" else (*path, key))
     elif isinstance(errors, list):
         for sub in errors:
-            _flatten(sub, path, out)
+            yield from _flatten(sub, path)
     else:
-        out.append((path, str(errors)))
+        yield path, str(errors)
 
 
 # --- rule conditions -------------------------------------------------------------------------------

@@ -8,20 +8,14 @@ an installation without the repository's docs (the container image) skips it, an
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from service.engine.model import KnowledgeBase
+from service.knowledge.authoring import PROJECT, sha256
 from service.knowledge.loader import KnowledgeError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT_ROOT) -> list[str]:
+def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT) -> list[str]:
     """Every source whose file hash differs and every citation whose span hash differs.
 
     Published texts come from `folder` (skipped when None); the project's own from `project` (skipped
@@ -40,13 +34,13 @@ def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | 
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"source {src['id']}: cannot read {path}: {exc}")
             continue
-        if _sha256(text) != src["sha256"]:
+        if sha256(text) != src["sha256"]:
             problems.append(f"source {src['id']}: {src['file']} differs from the text the knowledge base cites")
             continue
         texts[src["id"]] = text
     for cit in kb.citations.values():
         text = texts.get(cit.source)
-        if text is not None and _sha256(text[cit.start : cit.end]) != cit.sha256:
+        if text is not None and sha256(text[cit.start : cit.end]) != cit.sha256:
             problems.append(f"citation {cit.id}: span {cit.start}-{cit.end} does not match its sha256")
     return problems
 

@@ -68,12 +68,44 @@ def yaml_path(parts: Sequence[PathPart]) -> str:
 def parse_yaml(text: str | bytes) -> Document:
     """Like yaml.safe_load, but rejects duplicate keys (and recursive aliases) and records node lines."""
     loader = yaml.CSafeLoader(text)  # libyaml: the same nodes and marks, several times faster
+    lines: dict[tuple[PathPart, ...], int] = {}
+    walking: dict[int, bool] = {}  # id(node): True while it is walked, False once it has been
+
+    def walk(node: yaml.Node, path: tuple[PathPart, ...]) -> None:
+        # Before construction, so that a duplicate is reported with its path. A recursive alias (which
+        # would make the schema checks and the knowledge hash loop) is refused; a node reached again
+        # through an alias is not walked twice, so nested aliases cannot blow up the walk.
+        lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in walking:
+            if walking[id(node)]:
+                raise yaml.constructor.ConstructorError(None, None, "recursive alias", node.start_mark)
+            return
+        walking[id(node)] = True
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:
+                    walk(value_node, path)  # merged keys belong to this mapping
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a list or mapping as a key: the constructor refuses it as unhashable
+                key = loader.construct_object(key_node)  # `yes` and `true`, `1` and `0x1` are the same key
+                part = key if isinstance(key, (str, int)) and not isinstance(key, bool) else key_node.value
+                if key in seen:
+                    raise DuplicateKeyError(yaml_path((*path, part)), seen[key].start_mark, key_node.start_mark)
+                seen[key] = key_node
+                lines.setdefault((*path, part), key_node.start_mark.line + 1)  # the key's line, not its block's
+                walk(value_node, (*path, part))
+        walking[id(node)] = False
+
     try:
         node = loader.get_single_node()
         if node is None:
             return Document(None, {(): 1})
-        lines: dict[tuple[PathPart, ...], int] = {}
-        _walk(loader, node, (), lines, {})
+        walk(node, ())
         return Document(loader.construct_document(node), lines)
     finally:
         loader.dispose()
@@ -106,40 +138,3 @@ def read_yaml(path: Path | str, name: str | None = None) -> Document:
         return parse_yaml(raw)
     except yaml.YAMLError as exc:
         raise DataFileError([f"{name}: {yaml_problem(exc)}"]) from None
-
-
-def _walk(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    path: tuple[PathPart, ...],
-    lines: dict[tuple[PathPart, ...], int],
-    seen_nodes: dict[int, bool],
-) -> None:
-    # Before construction, so that a duplicate is reported with its path. A recursive alias (which
-    # would make the schema checks and the knowledge hash loop) is refused; a node reached again
-    # through an alias is not walked twice, so nested aliases cannot blow up the walk.
-    lines.setdefault(path, node.start_mark.line + 1)
-    if id(node) in seen_nodes:
-        if seen_nodes[id(node)]:
-            raise yaml.constructor.ConstructorError(None, None, "recursive alias", node.start_mark)
-        return
-    seen_nodes[id(node)] = True  # being walked
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(loader, item, (*path, index), lines, seen_nodes)
-    elif isinstance(node, yaml.MappingNode):
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                _walk(loader, value_node, path, lines, seen_nodes)  # merged keys belong to this mapping
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue  # a list or mapping as a key: the constructor refuses it as unhashable
-            key = loader.construct_object(key_node)  # `yes` and `true`, `1` and `0x1` are the same key
-            part = key if isinstance(key, (str, int)) and not isinstance(key, bool) else key_node.value
-            if key in seen:
-                raise DuplicateKeyError(yaml_path((*path, part)), seen[key].start_mark, key_node.start_mark)
-            seen[key] = key_node
-            lines.setdefault((*path, part), key_node.start_mark.line + 1)  # the key's line, not its block's
-            _walk(loader, value_node, (*path, part), lines, seen_nodes)
-    seen_nodes[id(node)] = False  # walked
