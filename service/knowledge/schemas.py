@@ -36,18 +36,22 @@ class Strict(Schema):
 
 
 class _Messages:
+    """Our messages; and a value not of a type in `accepts` is invalid before marshmallow converts it."""
+
     default_error_messages = {"required": "required key missing", "null": "must not be empty (null)"}
+    accepts: tuple[type, ...] = (object,)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, self.accepts):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class Str(_Messages, fields.String):
     """A string, and only a string (marshmallow also takes bytes)."""
 
+    accepts = (str,)
     default_error_messages = {"invalid": "must be a string"}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        return value
 
 
 class Int(_Messages, fields.Integer):
@@ -62,23 +66,15 @@ class Int(_Messages, fields.Integer):
 class Bool(_Messages, fields.Boolean):
     """true or false, not `1` or `"yes"` (marshmallow's Boolean takes those)."""
 
+    accepts = (bool,)
     default_error_messages = {"invalid": "must be true or false"}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
 
 
 class List(_Messages, fields.List):
     """A YAML list (marshmallow also takes tuples and sets: YAML's !!set is not a list)."""
 
+    accepts = (list,)
     default_error_messages = {"invalid": "must be a list"}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, list):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class Nested(_Messages, fields.Nested):
