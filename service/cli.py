@@ -138,18 +138,18 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    folder = args.knowledge or BUNDLED
+    folder = Path(args.knowledge or BUNDLED)
     try:
         kb = load_knowledge(folder)
         # The service's own policy is in this repository and always checked; the texts when given.
-        verify_texts(kb, args.texts or None)
-        mapping = Path(folder) / MAPPING_FILE
+        verify_texts(kb, args.texts)
+        mapping = folder / MAPPING_FILE
         if mapping.is_file():  # the FHIR mapping kept beside the knowledge must fit its findings
             load_mapping(kb, mapping)
     except (KnowledgeError, OSError, ValueError) as exc:  # MappingError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return USAGE
-    report = coverage(kb, Path(folder))
+    report = coverage(kb, folder)
     print(f"knowledge {kb.version} (sha256 {kb.sha256}): {len(kb.rules)} rules, valid")
     print(render(report))
     return 1 if report.problems else 0
