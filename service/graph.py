@@ -25,7 +25,6 @@ def knowledge_graph(kb: KnowledgeBase) -> graphviz.Digraph:
                                                     "fontname": "Helvetica", "label": title, "labelloc": "t"},
                            node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded"},
                            edge_attr={"arrowsize": "0.5", "color": "#777777"})  # fmt: skip
-    rank = {lv.id: lv.rank for lv in kb.levels.values()}
     with dot.subgraph(name="cluster_findings", graph_attr={"label": "findings", "color": "#cccccc"}) as findings:
         for path in kb.findings:
             findings.node(f"f__{path}", path.removeprefix("findings."))
@@ -43,7 +42,7 @@ def knowledge_graph(kb: KnowledgeBase) -> graphviz.Digraph:
             out.node(f"r__{target}", f"refer: {target}", shape="note")
     for rule in kb.rules:
         node = f"rule__{rule.id}"
-        colour = URGENT.get(rank[rule.level], "black") if rule.level else "black"
+        colour = URGENT.get(kb.levels[rule.level].rank, "black") if rule.level else "black"
         dashed = all(c.authority == "fitness" for c in rule.citations)
         dot.node(node, rule.id, color=colour, style="rounded,dashed" if dashed else "rounded",
                  tooltip=rule.statement)  # fmt: skip

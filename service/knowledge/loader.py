@@ -39,7 +39,7 @@ OPS = {
     "int": {"at_least", "below", "unknown"},
 }
 # What a tri finding may be (the schema refuses these keys on one): present, absent or unknown.
-TRI = {"values": ("present", "absent", "unknown"), "unknown": ("unknown",), "normal": ("absent",)}
+TRI_FINDING = {"values": ("present", "absent", "unknown"), "unknown": ("unknown",), "normal": ("absent",)}
 # Cause weights (policy SP-10): 3 a discriminating sign, 2 a typical finding, 1 a compatible finding or
 # risk factor; negative: evidence against, on the same scale.
 WEIGHTS = (-3, -2, -1, 1, 2, 3)
@@ -226,7 +226,7 @@ class _Builder:
         out = {}
         for path, f in self.docs["findings"]["findings"].items():
             if f["kind"] == "tri":
-                f = {**f, **TRI}
+                f = {**f, **TRI_FINDING}
             if not f["question"]:
                 self.problem(f"finding {path}: has no question")
             finding = Finding(
