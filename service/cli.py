@@ -162,11 +162,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (KnowledgeError, OSError) as exc:  # the loader lists every problem it found
         print(f"error: knowledge base does not load: {exc}", file=sys.stderr)
         return USAGE
-    if str(args.cases) != "-" and not args.cases.is_file():
+    stdin = str(args.cases) == "-"
+    if not stdin and not args.cases.is_file():
         print(f"error: no such file: {args.cases}", file=sys.stderr)
         return USAGE
     tally = Tally()
-    stdin = str(args.cases) == "-"
     with (
         contextlib.nullcontext(sys.stdin.buffer) if stdin else args.cases.open("rb") as lines,
         contextlib.nullcontext(sys.stdout.buffer) if args.out is None else args.out.open("wb") as out,

@@ -160,10 +160,9 @@ def cite(texts: Path, knowledge: Path) -> int:
     sources = {s["id"]: s for s in _read(knowledge / "sources.yaml")["sources"]}
     path = knowledge / "citations.yaml"
     citations = _read(path)["citations"]
-    read: dict[str, str] = {}
     for cid, c in citations.items():
         source = sources[c["source"]]
-        text = read.setdefault(source["id"], source_text(source, texts))
+        text = source_text(source, texts)
         start, end = _section(source, c["section"])["paragraphs"][c["paragraph"] - 1]
         if "sentences" in c:
             found, (a, b) = sentences(text, start, end), c["sentences"]

@@ -21,7 +21,6 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from service.knowledge.yamlfile import Document, PathPart, yaml_path
 
-KINDS = ("tri", "enum", "set", "int")
 TESTS = ("is", "in", "has", "has_any", "empty", "at_least", "below", "unknown")
 
 
@@ -253,15 +252,13 @@ class RedFlag(_Messages, fields.Field):
     default_error_messages = {"invalid": "must be true, false or a list of values"}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if isinstance(value, bool) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return value
         raise self.make_error("invalid")
 
 
 class _Finding(Strict):
-    kind = Str(required=True, validate=validate.OneOf(KINDS))
+    kind = Str(required=True, validate=validate.OneOf(tuple(_KIND_KEYS)))
     question = Str(required=True)
     red_flag = RedFlag()
     values = List(Str())
