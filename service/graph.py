@@ -63,6 +63,5 @@ def draw(kb: KnowledgeBase, out: Path) -> Path:
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"{out}: the picture is drawn as .svg or .png")
-    data = knowledge_graph(kb).pipe(format=fmt)
-    out.write_bytes(data)
+    out.write_bytes(knowledge_graph(kb).pipe(format=fmt))
     return out
