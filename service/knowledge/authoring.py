@@ -13,7 +13,6 @@ from the texts folder: after editing it, run `make manifest cite` to refresh its
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Any
 
 import yaml
 
+from service.knowledge.texts import PROJECT, sha256
 from service.knowledge.yamlfile import read_yaml
 
-PROJECT = Path(__file__).resolve().parents[2]  # where `held: project` sources are
 LAYOUT = Path(__file__).with_name("source_layout.yaml")
 # Closing quotes and brackets (straight or typographic) may follow the end of a sentence.
 SENTENCE_END = re.compile(r"(?<=[.!?\u2026])[\"\u201d\u2019)]*\s+(?=\S)")
@@ -32,10 +31,6 @@ Span = tuple[int, int]
 
 class AuthoringError(ValueError):
     """A layout, source or citation that cannot be built; the message names it."""
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _read(path: Path) -> Any:

@@ -8,11 +8,17 @@ an installation without the repository's docs (the container image) skips it, an
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from service.engine.model import KnowledgeBase
-from service.knowledge.authoring import PROJECT, sha256
 from service.knowledge.loader import KnowledgeError
+
+PROJECT = Path(__file__).resolve().parents[2]  # where `held: project` sources are
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT) -> list[str]:
