@@ -1,4 +1,4 @@
-"""Copies of the bundled knowledge base with one file edited, for the command-line tool tests."""
+"""Copies of the bundled knowledge base, as they are or with one file edited, for tests that load or author it."""
 
 from __future__ import annotations
 

@@ -4,21 +4,13 @@ so a changed text or a broken tool cannot pass unnoticed."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from service.cli import main
 from service.knowledge.loader import BUNDLED
-
-
-def _copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "knowledge"
-    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return folder
+from tests.knowledge_copies import knowledge_with
 
 
 def test_manifest_and_cite_rebuild_the_committed_files(seeds_dir, tmp_path):
-    folder = _copy(tmp_path)
+    folder = knowledge_with(tmp_path)
     (folder / "sources.yaml").write_text("sources: []\n")  # rebuilt from nothing
     citations = (folder / "citations.yaml").read_text()
     (folder / "citations.yaml").write_text(citations.replace('"sha256": "', '"sha256": "0'))  # every hash wrong

@@ -16,6 +16,7 @@ from service import create_app
 from service.knowledge import KnowledgeError, load_knowledge
 from service.knowledge.loader import BUNDLED
 from service.knowledge.texts import text_problems
+from tests.knowledge_copies import knowledge_with
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +95,7 @@ def test_sources_record_their_kind_and_authority(kb):
 
 def test_the_hash_is_stable_and_covers_the_content(tmp_path):
     assert load_knowledge(BUNDLED).sha256 == load_knowledge().sha256  # a fresh parse and the cached one
-    folder = _copy(tmp_path)
+    folder = knowledge_with(tmp_path)
     _edit(folder, "catalog", lambda d: d["levels"]["urgent"].update(action="Changed wording."))
     assert load_knowledge(folder).sha256 != load_knowledge().sha256
 
@@ -143,12 +144,6 @@ def test_answer_and_card_enums_are_the_catalogs(kb):
 
 
 # --- invalid knowledge stops start-up with a clear message ---------------------------------------
-def _copy(tmp_path):
-    folder = tmp_path / "kb"
-    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return folder
-
-
 def _edit(folder, name, change):
     path = folder / f"{name}.yaml"
     doc = yaml.safe_load(path.read_text())
@@ -248,7 +243,7 @@ BROKEN = [
 
 @pytest.mark.parametrize(("name", "file", "change", "message"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_invalid_knowledge_stops_start_up(tmp_path, name, file, change, message):
-    folder = _copy(tmp_path)
+    folder = knowledge_with(tmp_path)
     _edit(folder, file, change)
     with pytest.raises(KnowledgeError) as info:
         create_app({"KNOWLEDGE_DIR": str(folder)})
