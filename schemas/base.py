@@ -7,7 +7,6 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 TRI = ("present", "absent", "unknown")
-MAX_TEXT = 64  # longest string any enum field accepts
 
 
 class StrictSchema(Schema):
@@ -15,16 +14,29 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-class StrictInteger(fields.Integer):
-    """An integer that rejects floats, numeric strings and booleans (JSON true is not 1)."""
+def _about(description: str | None) -> dict[str, str]:
+    return {"description": description} if description else {}
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(strict=True, **kwargs)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
+# Response fields: an answer always carries every one of them, so each is required.
+def string(description: str | None = None, **kwargs: Any) -> fields.String:
+    return fields.String(required=True, metadata=_about(description), **kwargs)
+
+
+def integer(description: str | None = None) -> fields.Integer:
+    return fields.Integer(required=True, metadata=_about(description))
+
+
+def boolean(description: str) -> fields.Boolean:
+    return fields.Boolean(required=True, metadata=_about(description))
+
+
+def strings(description: str | None = None) -> fields.List:
+    return fields.List(fields.String(), required=True, metadata=_about(description))
+
+
+def many(schema: type[Schema], description: str | None = None) -> fields.List:
+    return fields.List(fields.Nested(schema), required=True, metadata=_about(description))
 
 
 def choice(values: tuple[str, ...] | list[str], description: str, **kwargs: Any) -> fields.String:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.base import StrictSchema
+from schemas.base import StrictSchema, integer, many
 from schemas.examples import TRIAGE_REQUEST
 from schemas.problem import Problem
 from schemas.triage import KnowledgeRef, TriageResponse
@@ -35,7 +35,7 @@ class BatchRequest(StrictSchema):
 
 
 class BatchResult(StrictSchema):
-    index = fields.Integer(required=True, metadata={"description": "0-based position of the case in `cases`."})
+    index = integer("0-based position of the case in `cases`.")
     status = fields.Integer(
         required=True,
         validate=validate.OneOf((200, 422)),
@@ -57,11 +57,9 @@ class BatchResult(StrictSchema):
 
 
 class BatchResponse(StrictSchema):
-    results = fields.List(
-        fields.Nested(BatchResult), required=True, metadata={"description": "One per case, in request order."}
-    )
-    answered = fields.Integer(required=True, metadata={"description": "Results with status 200."})
-    rejected = fields.Integer(required=True, metadata={"description": "Results with status 422."})
+    results = many(BatchResult, "One per case, in request order.")
+    answered = integer("Results with status 200.")
+    rejected = integer("Results with status 422.")
     knowledge = fields.Nested(
         KnowledgeRef, required=True, metadata={"description": "The knowledge base every answer was given with."}
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.base import StrictInteger, StrictSchema
+from schemas.base import StrictSchema
 
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -66,7 +66,7 @@ CONTEXTS = {"patient-view": PatientViewContext, "order-select": OrderSelectConte
 class FhirAuthorization(StrictSchema):
     access_token = _text(8192, required=True, metadata={"description": "Bearer token for the FHIR server."})
     token_type = fields.String(required=True, validate=validate.OneOf(["Bearer"]))
-    expires_in = StrictInteger(required=True, validate=validate.Range(min=0))
+    expires_in = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
     scope = _text(4096, required=True)
     subject = _text(256, required=True)
     patient = _pattern(FHIR_ID, "Patient the token is scoped to.")

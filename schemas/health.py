@@ -1,11 +1,11 @@
 from marshmallow import fields
 
-from schemas.base import StrictSchema
+from schemas.base import StrictSchema, string
 from schemas.triage import KnowledgeRef
 
 
 class Health(StrictSchema):
-    status = fields.String(required=True, metadata={"description": "pass"})
+    status = string("pass")
 
 
 class Readiness(Health):

@@ -2,19 +2,19 @@
 
 from marshmallow import fields
 
-from schemas.base import StrictSchema
+from schemas.base import StrictSchema, integer, string
 
 
 class FieldError(StrictSchema):
-    field = fields.String(required=True, metadata={"description": "Dot path of the offending field."})
-    pointer = fields.String(required=True, metadata={"description": "JSON Pointer (RFC 6901) as a fragment."})
-    detail = fields.String(required=True)
+    field = string("Dot path of the offending field.")
+    pointer = string("JSON Pointer (RFC 6901) as a fragment.")
+    detail = string()
 
 
 class Problem(StrictSchema):
-    type = fields.String(required=True)
-    title = fields.String(required=True)
-    status = fields.Integer(required=True)
+    type = string()
+    title = string()
+    status = integer()
     detail = fields.String()
     request_id = fields.String(metadata={"description": "Echoes the X-Request-ID response header."})
     errors = fields.List(fields.Nested(FieldError), metadata={"description": "Validation errors, one per message."})

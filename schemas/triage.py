@@ -6,16 +6,18 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.base import StrictInteger, StrictSchema, choice, choice_list, tri
+from schemas.base import StrictSchema, boolean, choice, choice_list, integer, many, string, strings, tri
 
 SENSORY_AREAS = ("anterior_thigh", "groin", "inner_thigh", "genital", "posterior_leg", "lower_leg", "foot")
 PAIN_LOCATIONS = ("low_back", "front_of_hip", "groin", "anterior_thigh", "posterior_leg", "both_legs")
 LEVELS = ("emergency", "urgent", "routine", "self_care")
+TESTS = ("mri", "mri_whole_spine", "x_ray", "aorta_imaging", "blood_tests", "nerve_conduction_study")
 
 
 # --- request ------------------------------------------------------------------------------------
 class Patient(StrictSchema):
-    age = StrictInteger(
+    age = fields.Integer(
+        strict=True,
         validate=validate.Range(0, 130),
         metadata={
             "description": "Age in years. Omitted means unknown: rules that depend on age wait for it. "
@@ -57,7 +59,9 @@ class Sensation(StrictSchema):
 
 class Pain(StrictSchema):
     locations = choice_list(PAIN_LOCATIONS, "Where the pain is; the list is taken as complete.")
-    severity = StrictInteger(validate=validate.Range(0, 10), metadata={"description": "0 (none) to 10 (worst)."})
+    severity = fields.Integer(
+        strict=True, validate=validate.Range(0, 10), metadata={"description": "0 (none) to 10 (worst)."}
+    )
     unrelenting = tri("Constant pain not eased by rest or position.")
     night = tri("Pain that wakes the patient or is worst at night.")
 
@@ -116,9 +120,9 @@ class TriageRequest(StrictSchema):
 
 # --- response -----------------------------------------------------------------------------------
 class CitationOut(StrictSchema):
-    source = fields.String(required=True, metadata={"description": "Source id (see /v1/sources)."})
-    file = fields.String(required=True)
-    kind = fields.String(required=True, metadata={"description": "What kind of text the source is."})
+    source = string("Source id (see /v1/sources).")
+    file = string()
+    kind = string("What kind of text the source is.")
     authority = choice(
         ("clinical", "fitness", "service_policy"),
         "clinical: explanatory clinical article; fitness: fitness material (never raises the level on its own); "
@@ -126,63 +130,46 @@ class CitationOut(StrictSchema):
         "are silent or their condition is not met.",
         required=True,
     )
-    section = fields.String(required=True)
-    heading = fields.String(required=True, allow_none=True)
-    paragraph = fields.Integer(required=True, metadata={"description": "1-based, within the section."})
-    start = fields.Integer(required=True, metadata={"description": "Character offset into the text (inclusive)."})
-    end = fields.Integer(required=True, metadata={"description": "Character offset (exclusive)."})
-    sha256 = fields.String(required=True, metadata={"description": "SHA-256 of the span's UTF-8 bytes."})
+    section = string()
+    heading = string(allow_none=True)
+    paragraph = integer("1-based, within the section.")
+    start = integer("Character offset into the text (inclusive).")
+    end = integer("Character offset (exclusive).")
+    sha256 = string("SHA-256 of the span's UTF-8 bytes.")
 
 
 class TriageLevel(StrictSchema):
     level = choice(LEVELS, "Most to least urgent: emergency, urgent, routine, self_care.", required=True)
-    label = fields.String(required=True)
-    action = fields.String(required=True)
-    provisional = fields.Boolean(
-        required=True,
-        metadata={"description": "True when an unknown finding could, if abnormal, raise the level (see missing)."},
+    label = string()
+    action = string()
+    provisional = boolean("True when an unknown finding could, if abnormal, raise the level (see missing).")
+    incomplete = boolean(
+        "True when no red-flag question has been answered: the answer is then not a triage decision, and label and "
+        "action say so (policy SP-3)."
     )
-    incomplete = fields.Boolean(
-        required=True,
-        metadata={
-            "description": "True when no red-flag question has been answered: the answer is then not a triage "
-            "decision, and label and action say so (policy SP-3)."
-        },
-    )
-    rules = fields.List(fields.String(), required=True, metadata={"description": "Rules that set the level."})
-    citations = fields.List(fields.Nested(CitationOut), required=True)
+    rules = strings("Rules that set the level.")
+    citations = many(CitationOut)
 
 
 class CauseOut(StrictSchema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    about = fields.String(required=True)
+    id = string()
+    name = string()
+    about = string()
     strength = choice(
         ("strong", "moderate", "weak"),
         "How well the findings fit (policy SP-10), not a probability: strong needs a discriminating sign and a "
         "score of 3 or more, moderate a score of 2 or more.",
         required=True,
     )
-    score = fields.Integer(
-        required=True,
-        metadata={
-            "description": "Net weight of the evidence (3 discriminating, 2 typical, 1 compatible; negative "
-            "against); only causes scoring above 0 are listed."
-        },
+    score = integer(
+        "Net weight of the evidence (3 discriminating, 2 typical, 1 compatible; negative against); "
+        "only causes scoring above 0 are listed."
     )
-    supporting = fields.List(fields.String(), required=True, metadata={"description": "Finding paths for."})
-    conflicting = fields.List(fields.String(), required=True, metadata={"description": "Finding paths against."})
-    rules = fields.List(
-        fields.String(), required=True, metadata={"description": "Rules that weighed on it, for or against."}
-    )
-    rules_against = fields.List(
-        fields.String(), required=True, metadata={"description": "Those of them that counted against it."}
-    )
-    citations = fields.List(
-        fields.Nested(CitationOut),
-        required=True,
-        metadata={"description": "The cause's own description and the rules that supported it in this answer."},
-    )
+    supporting = strings("Finding paths for.")
+    conflicting = strings("Finding paths against.")
+    rules = strings("Rules that weighed on it, for or against.")
+    rules_against = strings("Those of them that counted against it.")
+    citations = many(CitationOut, "The cause's own description and the rules that supported it in this answer.")
 
 
 class ReferralOut(StrictSchema):
@@ -193,34 +180,30 @@ class ReferralOut(StrictSchema):
     )
     urgency = choice(("emergency", "urgent", "routine", "if_persistent", "self_care"), "How soon.", required=True)
     tests = fields.List(
-        fields.String(
-            validate=validate.OneOf(
-                ("mri", "mri_whole_spine", "x_ray", "aorta_imaging", "blood_tests", "nerve_conduction_study")
-            )
-        ),
+        fields.String(validate=validate.OneOf(TESTS)),
         required=True,
         metadata={"description": "Tests to arrange, at the referral's urgency (never below the level)."},
     )
-    rules = fields.List(fields.String(), required=True)
-    citations = fields.List(fields.Nested(CitationOut), required=True)
+    rules = strings()
+    citations = many(CitationOut)
 
 
 class AdviceOut(StrictSchema):
-    id = fields.String(required=True)
-    text = fields.String(required=True)
-    rules = fields.List(fields.String(), required=True)
-    citations = fields.List(fields.Nested(CitationOut), required=True)
+    id = string()
+    text = string()
+    rules = strings()
+    citations = many(CitationOut)
 
 
 class MissingOut(StrictSchema):
-    field = fields.String(required=True, metadata={"description": "Request path of the unknown finding."})
-    question = fields.String(required=True)
+    field = string("Request path of the unknown finding.")
+    question = string()
     could_raise_to = choice(LEVELS, "The most urgent level an abnormal answer could lead to.", required=True)
-    rules = fields.List(fields.String(), required=True, metadata={"description": "Rules waiting on it."})
+    rules = strings("Rules waiting on it.")
 
 
 class Matched(StrictSchema):
-    field = fields.String(required=True)
+    field = string()
     value = fields.Raw(
         required=True,
         allow_none=True,
@@ -232,9 +215,9 @@ class Matched(StrictSchema):
 
 
 class TraceOut(StrictSchema):
-    rule = fields.String(required=True)
-    statement = fields.String(required=True)
-    matched = fields.List(fields.Nested(Matched), required=True)
+    rule = string()
+    statement = string()
+    matched = many(Matched)
 
 
 class ScopeOut(StrictSchema):
@@ -243,25 +226,21 @@ class ScopeOut(StrictSchema):
         "The patient's age against the intended population (adults 16 and over): in, out (under 16) or unknown.",
         required=True,
     )
-    note = fields.String(required=True, metadata={"description": "What that means for this answer."})
-    citations = fields.List(fields.Nested(CitationOut), required=True)
+    note = string("What that means for this answer.")
+    citations = many(CitationOut)
 
 
 class ConflictOut(StrictSchema):
-    id = fields.String(required=True)
-    statement = fields.String(required=True)
-    findings = fields.List(fields.String(), required=True, metadata={"description": "The findings that contradict."})
-    read_as_unknown = fields.List(
-        fields.String(),
-        required=True,
-        metadata={"description": "Findings whose normal reading was set aside as unknown (policy SP-3)."},
-    )
-    citations = fields.List(fields.Nested(CitationOut), required=True)
+    id = string()
+    statement = string()
+    findings = strings("The findings that contradict.")
+    read_as_unknown = strings("Findings whose normal reading was set aside as unknown (policy SP-3).")
+    citations = many(CitationOut)
 
 
 class KnowledgeRef(StrictSchema):
-    version = fields.String(required=True)
-    sha256 = fields.String(required=True, metadata={"description": "SHA-256 over the canonical knowledge base."})
+    version = string()
+    sha256 = string("SHA-256 over the canonical knowledge base.")
 
 
 class TriageResponse(StrictSchema):
@@ -269,21 +248,11 @@ class TriageResponse(StrictSchema):
     scope = fields.Nested(
         ScopeOut, required=True, metadata={"description": "The intended population and this patient."}
     )
-    causes = fields.List(
-        fields.Nested(CauseOut),
-        required=True,
-        metadata={"description": "Candidate causes the findings support, most specific evidence first (policy SP-10)."},
-    )
-    referrals = fields.List(fields.Nested(ReferralOut), required=True)
-    advice = fields.List(fields.Nested(AdviceOut), required=True)
-    missing = fields.List(
-        fields.Nested(MissingOut),
-        required=True,
-        metadata={"description": "Questions still to ask, those whose answer alone could raise the level first."},
-    )
-    conflicts = fields.List(
-        fields.Nested(ConflictOut), required=True, metadata={"description": "Findings that contradict each other."}
-    )
-    trace = fields.List(fields.Nested(TraceOut), required=True, metadata={"description": "Every rule that fired."})
+    causes = many(CauseOut, "Candidate causes the findings support, most specific evidence first (policy SP-10).")
+    referrals = many(ReferralOut)
+    advice = many(AdviceOut)
+    missing = many(MissingOut, "Questions still to ask, those whose answer alone could raise the level first.")
+    conflicts = many(ConflictOut, "Findings that contradict each other.")
+    trace = many(TraceOut, "Every rule that fired.")
     knowledge = fields.Nested(KnowledgeRef, required=True)
-    disclaimer = fields.String(required=True)
+    disclaimer = string()

@@ -4,7 +4,7 @@ marshmallow is the contract and writes every 422; this is how a valid body skips
 validator (jsonschema-rs) over the published components accepts exactly what the schema's load would
 return unchanged (tests/test_validation.py checks the two agree on generated bodies); anything it
 refuses goes to marshmallow, whose load refuses it with per-field messages. Draft 4 because it tells
-integers from floats as marshmallow's StrictInteger does: later drafts take 5.0 as an integer.
+integers from floats as marshmallow's strict Integer does: later drafts take 5.0 as an integer.
 """
 
 from __future__ import annotations

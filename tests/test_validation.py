@@ -94,7 +94,7 @@ def test_lists_are_checked_like_marshmallow_checks_them(locations):
 
 @pytest.mark.parametrize("severity", [True, 5.0, 10.5, -1, 11])
 def test_booleans_and_floats_are_not_integers(severity):
-    # Draft 4: a later draft would take 5.0 as an integer, which marshmallow's StrictInteger refuses.
+    # Draft 4: a later draft would take 5.0 as an integer, which marshmallow's strict Integer refuses.
     body = {"findings": {"pain": {"severity": severity}}}
     assert not CHECK(body) and not _marshmallow(body)[0]
 
