@@ -21,6 +21,14 @@ from service.settings import from_environment
 from service.smorest import ProblemApi
 from service.validation import ACCEPTORS, build_acceptors
 
+KNOWLEDGE_VERSION_HEADER = "X-Knowledge-Version"  # on every response (versioning policy: CHANGELOG.md)
+CDS_CLIENT_JWT = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "CDS Hooks client JWT (ES384/RS384).",
+}
+
 
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     app = flask.Flask(__name__)
@@ -41,26 +49,30 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     )
 
     init_request_logging(app)
-    _refuse_query_strings(app)
-    _name_the_knowledge(app, kb)
+
+    @app.before_request
+    def _no_query() -> None:
+        # No route reads a query string: one is input the service would ignore, so it is refused like an
+        # unknown body field (nginx refuses it too, before its error log could quote it).
+        if flask.request.query_string:
+            flask.abort(400, description="This API takes no query parameters; send findings in the JSON body.")
+
+    version = kb.version
+
+    @app.after_request
+    def _knowledge_header(response: flask.Response) -> flask.Response:
+        # Every response, errors included, says which knowledge base answered: a client can tell a
+        # changed answer from a changed knowledge base without reading the body.
+        response.headers[KNOWLEDGE_VERSION_HEADER] = version
+        return response
+
     init_access(app)
     init_metrics(app)
     _init_cds(app, kb)
     api = ProblemApi(app)
-    for name, scheme in SECURITY_SCHEMES.items():
+    for name, scheme in {**SECURITY_SCHEMES, "cdsClientJwt": CDS_CLIENT_JWT}.items():
         api.spec.components.security_scheme(name, scheme)
-    docs_access = AccessDocs()
-    docs_access.init_spec(api.spec)
-    api.spec.plugins.append(docs_access)  # before the blueprints: it documents each path as it is added
-    api.spec.components.security_scheme(
-        "cdsClientJwt",
-        {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "JWT",
-            "description": "CDS Hooks client JWT (ES384/RS384).",
-        },
-    )
+    api.spec.plugins.append(AccessDocs())  # before the blueprints: it documents each path as it is added
     from service.routes import cds, docs, health, knowledge, sources, triage
 
     for module in (triage, knowledge, sources, health, cds):
@@ -74,29 +86,6 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     app.extensions["triage_api"] = api
     app.extensions[ACCEPTORS] = build_acceptors(api.spec.to_dict())
     return app
-
-
-def _refuse_query_strings(app: flask.Flask) -> None:
-    # No route reads a query string: one is input the service would ignore, so it is refused like an
-    # unknown body field (nginx refuses it too, before its error log could quote it).
-    @app.before_request
-    def _no_query() -> None:
-        if flask.request.query_string:
-            flask.abort(400, description="This API takes no query parameters; send findings in the JSON body.")
-
-
-KNOWLEDGE_VERSION_HEADER = "X-Knowledge-Version"  # on every response (versioning policy: CHANGELOG.md)
-
-
-def _name_the_knowledge(app: flask.Flask, kb: KnowledgeBase) -> None:
-    # Every response, errors included, says which knowledge base answered: a client can tell a
-    # changed answer from a changed knowledge base without reading the body.
-    version = kb.version
-
-    @app.after_request
-    def _knowledge_header(response: flask.Response) -> flask.Response:
-        response.headers[KNOWLEDGE_VERSION_HEADER] = version
-        return response
 
 
 def _init_cds(app: flask.Flask, kb: KnowledgeBase) -> None:

@@ -56,34 +56,23 @@ class Change:
     line: int
     level: tuple[str, str]
     less_urgent: bool
-    causes_added: tuple[str, ...]
-    causes_removed: tuple[str, ...]
-    referrals_added: tuple[str, ...]
-    referrals_removed: tuple[str, ...]
-    rules_added: tuple[str, ...]  # fired with the other knowledge only
-    rules_removed: tuple[str, ...]  # fired with this knowledge only
+    # causes, referrals and rules: (added, removed); a rule added fired with the other knowledge only
+    lists: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 
     def describe(self) -> str:
         parts = []
         if self.level[0] != self.level[1]:
             parts.append(f"level {self.level[0]} -> {self.level[1]}{' (LESS URGENT)' if self.less_urgent else ''}")
-        for name, added, removed in (
-            ("causes", self.causes_added, self.causes_removed),
-            ("referrals", self.referrals_added, self.referrals_removed),
-            ("rules", self.rules_added, self.rules_removed),
-        ):
+        for name, (added, removed) in self.lists.items():
             if added or removed:
                 parts.append(f"{name} " + " ".join([*(f"+{x}" for x in added), *(f"-{x}" for x in removed)]))
         return f"line {self.line}: " + "; ".join(parts)
 
     def as_record(self) -> dict[str, Any]:
-        return {
-            "level": list(self.level),
-            "less_urgent": self.less_urgent,
-            "causes": {"added": list(self.causes_added), "removed": list(self.causes_removed)},
-            "referrals": {"added": list(self.referrals_added), "removed": list(self.referrals_removed)},
-            "rules": {"added": list(self.rules_added), "removed": list(self.rules_removed)},
+        lists = {
+            name: {"added": list(added), "removed": list(removed)} for name, (added, removed) in self.lists.items()
         }
+        return {"level": list(self.level), "less_urgent": self.less_urgent, **lists}
 
 
 def compare(line: int, ours: dict[str, Any], theirs: dict[str, Any], kb: KnowledgeBase) -> Change | None:
@@ -95,13 +84,12 @@ def compare(line: int, ours: dict[str, Any], theirs: dict[str, Any], kb: Knowled
         return None
     rules = _ids(ours["trace"], "rule"), _ids(theirs["trace"], "rule")
     rank = {lv.id: lv.rank for lv in kb.levels.values()}  # 0 is the most urgent
+    lists = {"causes": causes, "referrals": referrals, "rules": rules}
     return Change(
         line,
         level,
         rank.get(level[1], len(rank)) > rank.get(level[0], len(rank)),
-        *_added_removed(causes),
-        *_added_removed(referrals),
-        *_added_removed(rules),
+        {name: _added_removed(pair) for name, pair in lists.items()},
     )
 
 

@@ -35,25 +35,15 @@ DECISIONS = Counter(
 
 
 def record_decision(level: str, channel: str, knowledge_version: str) -> None:
-    _decisions(level, channel, knowledge_version).inc()
+    _child(DECISIONS, level, channel, knowledge_version).inc()
 
 
-# Label sets are few (levels x channels x versions; route templates x methods x statuses), and
-# labels() validates its arguments on every call: look each child up once. A child made before a
-# fork notices the new pid itself (prometheus-client multiprocess mode).
-@functools.lru_cache(maxsize=512)
-def _decisions(level: str, channel: str, knowledge: str) -> Any:
-    return DECISIONS.labels(level=level, channel=channel, knowledge=knowledge)
-
-
-@functools.lru_cache(maxsize=512)
-def _requests(route: str, method: str, status: str) -> Any:
-    return REQUESTS.labels(route=route, method=method, status=status)
-
-
-@functools.lru_cache(maxsize=512)
-def _latency(route: str, method: str) -> Any:
-    return LATENCY.labels(route=route, method=method)
+# labels() validates its arguments on every call: look each child up once, and keep them all (label
+# sets are few: levels x channels x versions, route templates x methods x statuses). A child made
+# before a fork notices the new pid itself (prometheus-client multiprocess mode).
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    return metric.labels(*labels)
 
 
 def init_metrics(app: flask.Flask) -> None:
@@ -67,10 +57,10 @@ def _observe(response: flask.Response) -> flask.Response:
     if route in UNCOUNTED:
         return response
     method = flask.request.method if flask.request.method in METHODS else "OTHER"
-    _requests(route, method, str(response.status_code)).inc()
+    _child(REQUESTS, route, method, str(response.status_code)).inc()
     started = flask.g.get("started")
     if started is not None:
-        _latency(route, method).observe(time.perf_counter() - started)
+        _child(LATENCY, route, method).observe(time.perf_counter() - started)
     return response
 
 

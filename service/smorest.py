@@ -4,7 +4,6 @@ whose documentation-only decorators add no call layer to a request."""
 from __future__ import annotations
 
 import functools
-import http
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,6 @@ import marshmallow
 from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
-from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
 from schemas.cds import OperationOutcome
@@ -51,16 +49,10 @@ class ProblemApi(flask_smorest.Api):
         return response
 
     def _register_responses(self) -> None:
-        # Same as flask-smorest's, but documents errors as application/problem+json.
-        for status in http.HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
-            if not (100 <= status < 200) and status not in (204, 304):
-                response["schema"] = self.ERROR_SCHEMA
-            prepare_response(response, self.spec, PROBLEM_JSON)
-            self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
-        prepare_response(response, self.spec, PROBLEM_JSON)
-        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+        # flask-smorest's, with the error responses it registers documented as application/problem+json.
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_JSON
+        super()._register_responses()
+        del self.DEFAULT_RESPONSE_CONTENT_TYPE  # back to the class's application/json for everything else
 
 
 class CrossFieldRules(BasePlugin):
@@ -149,18 +141,6 @@ def _doc_only(decorator: Callable[[Callable], Callable]) -> Callable[[Callable],
     return apply
 
 
-class _WithoutDefaultError:
-    """The Api seen by one blueprint's doc builder, minus the default problem+json error response."""
-
-    DEFAULT_ERROR_RESPONSE_NAME = None
-
-    def __init__(self, api: flask_smorest.Api):
-        self._api = api
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._api, name)
-
-
 # What StrictJSONParser answers for a body before any view runs; CDS_MAX_CONTENT_LENGTH sets the 413 limit.
 FHIR_BODY_ERRORS = {
     400: "Malformed JSON body.",
@@ -173,10 +153,12 @@ class FhirErrorBlueprint(Blueprint):
     """Documents its own OperationOutcome errors instead of the API-wide problem+json default."""
 
     @staticmethod
-    def _prepare_response_doc(doc: dict, doc_info: dict, *, api: flask_smorest.Api, **kwargs: Any) -> dict:
+    def _prepare_response_doc(doc: dict, doc_info: dict, **kwargs: Any) -> dict:
         if "arguments" in doc_info:  # a request body, parsed by StrictJSONParser
             responses = doc_info.setdefault("response", {}).setdefault("responses", {})
             for status, description in FHIR_BODY_ERRORS.items():
                 outcome = {"schema": OperationOutcome, "description": description, "content_type": "application/json"}
                 responses.setdefault(status, [outcome])
-        return Blueprint._prepare_response_doc(doc, doc_info, api=_WithoutDefaultError(api), **kwargs)
+        doc = Blueprint._prepare_response_doc(doc, doc_info, **kwargs)
+        del doc["responses"]["default"]  # the API-wide problem+json default error
+        return doc

@@ -113,7 +113,7 @@ def test_the_app_builds_its_acceptors_from_its_own_published_document(app: flask
 
 
 def test_the_answer_is_already_what_the_response_schema_would_send():
-    """The route encodes the engine's answer as is (service/encoding.py): dumping it through
+    """The route encodes the engine's answer as is (service/routes/triage.py): dumping it through
     TriageResponse, as flask-smorest would, changes nothing."""
     kb = load_knowledge()
     for request in scenario_mix():

@@ -36,7 +36,7 @@ def hold_lines() -> None:
     _request_lines.set([])
 
 
-def release_lines(exc: BaseException | None = None) -> None:
+def release_lines() -> None:
     """Write the lines held so far, in one write, and stop holding."""
     pending = _request_lines.get()
     _request_lines.set(None)

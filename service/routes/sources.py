@@ -5,7 +5,6 @@ from typing import Any
 from flask_smorest import abort
 
 from schemas.knowledge import SourceDetail, SourceList
-from service.engine.model import KnowledgeBase
 from service.routes import knowledge_base
 from service.smorest import Blueprint
 
@@ -30,8 +29,4 @@ def get_source(source_id: str) -> dict[str, Any]:
     source = next((s for s in kb.sources if s["id"] == source_id), None)
     if source is None:
         abort(404, message="No source with that id; GET /v1/sources lists them.")
-    return {**source, "citations": citations_into(kb, source_id)}
-
-
-def citations_into(kb: KnowledgeBase, source_id: str) -> dict[str, dict[str, Any]]:
-    return {cid: c.locator() for cid, c in kb.citations.items() if c.source == source_id}
+    return {**source, "citations": {cid: c.locator() for cid, c in kb.citations.items() if c.source == source_id}}
