@@ -100,8 +100,7 @@ def _field_errors(messages: dict[str, Any]) -> list[dict[str, str]]:
                 whole_object = key == "_schema" and child != [UNKNOWN_FIELD]
                 walk(child, path if whole_object else [*path, str(key)])
         elif isinstance(node, list) and all(isinstance(m, str) for m in node):
-            for message in node:
-                out.append(_field_error(path, message))
+            out.extend(_field_error(path, message) for message in node)
         else:
             out.append(_field_error(path, str(node)))
 

@@ -45,8 +45,7 @@ class SettingsError(ValueError):
 
 def settable() -> dict[str, Any]:
     """Each setting a deployment may give as TRIAGE_<NAME>, with its default (which sets its type)."""
-    names = [n for n in vars(DefaultConfig) if n.isupper() and n not in FIXED and n != "LOG_LEVEL"]
-    return {name: getattr(DefaultConfig, name) for name in names}
+    return {n: v for n, v in vars(DefaultConfig).items() if n.isupper() and n not in FIXED and n != "LOG_LEVEL"}
 
 
 def from_environment() -> dict[str, Any]:

@@ -44,8 +44,7 @@ class ProblemApi(flask_smorest.Api):
         for name, value in error.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
-        for name, value in (data.get("headers") or {}).items():
-            response.headers[name] = value
+        response.headers.update(data.get("headers") or {})
         return response
 
     def _register_responses(self) -> None:
