@@ -65,10 +65,8 @@ class CrossFieldRules(BasePlugin):
         super().init_spec(spec)
         self._converter = next(p.converter for p in spec.plugins if isinstance(p, MarshmallowPlugin))
 
-    def schema_helper(self, name: str, definition: dict, **kwargs: Any) -> dict | None:
-        schema = kwargs.get("schema")
-        meta = getattr(resolve_schema_cls(schema), "Meta", None) if schema is not None else None
-        rules = getattr(meta, "openapi_rules", None)
+    def schema_helper(self, name: str, definition: dict, schema: Any = None, **kwargs: Any) -> dict | None:
+        rules = getattr(resolve_schema_cls(schema).Meta, "openapi_rules", None) if schema is not None else None
         return self._with_refs(rules) if rules else None
 
     def _with_refs(self, node: Any) -> Any:
