@@ -50,53 +50,49 @@ def settable() -> dict[str, Any]:
 
 def from_environment() -> dict[str, Any]:
     """The settings os.environ gives (by name, without the prefix), typed; raises SettingsError."""
-    environ = os.environ
     known = settable()
     problems = [
         f"{name}: not a setting of this service (known: {', '.join(PREFIX + k for k in known)})"
-        for name in sorted(environ)
+        for name in sorted(os.environ)
         if name.startswith(PREFIX) and name[len(PREFIX) :] not in known
     ]
     env = environs.Env(eager=False)
     env.add_parser("flag", _flag)
-    out: dict[str, Any] = {}
-    for name, default in known.items():
-        variable = PREFIX + name
-        if variable in environ:
-            out[name] = _read(env, variable, name, default)
-    try:
-        env.seal()
-    except environs.EnvValidationError as exc:
-        problems += [f"{variable}: {' '.join(messages)}" for variable, messages in exc.error_messages.items()]
-    if problems:
-        raise SettingsError(problems)
-    return out
+    out = {
+        name: _read(env, PREFIX + name, name, default) for name, default in known.items() if PREFIX + name in os.environ
+    }
+    return _checked(env, out, problems)
 
 
-# gunicorn's own settings (deploy/gunicorn.conf.py): name -> (default, smallest value allowed).
+# gunicorn's own settings (deploy/gunicorn.conf.py): name -> (default, smallest and largest value allowed).
 SERVER = {
-    "PORT": (8000, 1),
-    "WEB_CONCURRENCY": (2, 1),
-    "GUNICORN_THREADS": (4, 1),
-    "GUNICORN_TIMEOUT": (30, 1),
-    "GUNICORN_GRACEFUL_TIMEOUT": (25, 0),
-    "GUNICORN_MAX_REQUESTS": (50000, 0),
+    "PORT": (8000, 1, 65535),
+    "WEB_CONCURRENCY": (2, 1, None),
+    "GUNICORN_THREADS": (4, 1, None),
+    "GUNICORN_TIMEOUT": (30, 1, None),
+    "GUNICORN_GRACEFUL_TIMEOUT": (25, 0, None),
+    "GUNICORN_MAX_REQUESTS": (50000, 0, None),
 }
 
 
 def server_from_environment() -> dict[str, int]:
     """gunicorn's numbers from os.environ, each with its default; raises SettingsError naming the bad ones."""
     env = environs.Env(eager=False)
-    out = {}
-    for name, (default, least) in SERVER.items():
-        top = 65535 if name == "PORT" else None
-        out[name] = env.int(name, default, validate=Range(min=least, max=top))
+    out = {
+        name: env.int(name, default, validate=Range(min=least, max=most))
+        for name, (default, least, most) in SERVER.items()
+    }
+    return _checked(env, out, [])
+
+
+def _checked(env: environs.Env, out: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`out` once every read env deferred has succeeded; else SettingsError with `problems` and each failed read."""
     try:
         env.seal()
     except environs.EnvValidationError as exc:
-        raise SettingsError(
-            [f"{name}: {' '.join(messages)}" for name, messages in exc.error_messages.items()]
-        ) from None
+        problems = [*problems, *(f"{name}: {' '.join(messages)}" for name, messages in exc.error_messages.items())]
+    if problems:
+        raise SettingsError(problems)
     return out
 
 
