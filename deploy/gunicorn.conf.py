@@ -59,7 +59,7 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "service.logs.setup.json_formatter"}},  # the app's own line shape
-    "filters": {"redact": {"()": "service.logs.gunicorn.GunicornRedactor"}},
+    "filters": {"redact": {"()": "service.logs.setup.GunicornRedactor"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

@@ -84,13 +84,11 @@ def compare(line: int, ours: dict[str, Any], theirs: dict[str, Any], kb: Knowled
         return None
     rules = _ids(ours["trace"], "rule"), _ids(theirs["trace"], "rule")
     rank = {lv.id: lv.rank for lv in kb.levels.values()}  # 0 is the most urgent
-    lists = {"causes": causes, "referrals": referrals, "rules": rules}
-    return Change(
-        line,
-        level,
-        rank.get(level[1], len(rank)) > rank.get(level[0], len(rank)),
-        {name: _added_removed(pair) for name, pair in lists.items()},
-    )
+    lists = {
+        name: (tuple(x for x in new if x not in old), tuple(x for x in old if x not in new))  # added, removed
+        for name, (old, new) in {"causes": causes, "referrals": referrals, "rules": rules}.items()
+    }
+    return Change(line, level, rank.get(level[1], len(rank)) > rank.get(level[0], len(rank)), lists)
 
 
 @dataclass
@@ -107,8 +105,3 @@ def _ids(items: list[dict[str, Any]], key: str) -> tuple[str, ...]:
 
 def _referrals(answer: dict[str, Any]) -> tuple[str, ...]:
     return tuple(f"{r['to']} ({r['urgency']})" for r in answer["referrals"])
-
-
-def _added_removed(pair: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    ours, theirs = pair
-    return tuple(x for x in theirs if x not in ours), tuple(x for x in ours if x not in theirs)

@@ -1,6 +1,6 @@
 """Logging configuration, applied by each app as it is created: structlog's stock processors, then
 JSON lines through the request's write buffer; stdlib records (werkzeug, urllib3, gunicorn) in the
-same shape on the same stream."""
+same shape on the same stream; gunicorn's own records redacted (deploy/gunicorn.conf.py installs the filter)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,17 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("werkzeug").setLevel("WARNING")
     # urllib3 logs request lines (FHIR paths and queries name the patient) at DEBUG.
     logging.getLogger("urllib3").setLevel("WARNING")
+
+
+class GunicornRedactor(logging.Filter):
+    """gunicorn's messages about bad requests quote the request line (query string included): keep
+    what happened, drop what the client sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Invalid request from ip="):
+            record.msg, record.args = message.split(":", 1)[0] + ": (request withheld)", ()
+        elif message.startswith("Error handling request"):
+            record.msg, record.args = "Error handling request (request withheld)", ()
+        record.exc_info, record.exc_text = None, None
+        return True
