@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import structlog
+from structlog.processors import NAME_TO_LEVEL
 
 from service.logs.buffer import JsonLineLogger
 
@@ -51,15 +52,27 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+_level = logging.INFO  # the process's: set by configure_logging
+
+
+def drop_below_level(logger: object, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    # The level is read per event rather than built into each logger, so loggers can be cached (none
+    # is assembled per event) and a later app's level still reaches loggers already in use.
+    if NAME_TO_LEVEL.get(name, logging.CRITICAL) < _level:
+        raise structlog.DropEvent
+    return event
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Apply LOG_LEVEL (any case) for the service's events and stdlib's records. Each app applies its
     own when created, so the last app created sets the process's level."""
-    number = level_number(level)
+    global _level
+    number = _level = level_number(level)
     structlog.configure(
-        processors=[*STAMP, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
-        wrapper_class=structlog.make_filtering_bound_logger(number),
+        processors=[drop_below_level, *STAMP, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=JsonLineLogger,
-        cache_logger_on_first_use=False,  # a later app's level must reach loggers already in use
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(json_formatter())
