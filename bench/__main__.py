@@ -9,11 +9,10 @@ is for the test: every code path in about half a minute, figures of no value.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
-import time
+import timeit
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -65,12 +64,7 @@ BUDGETS = {"full": Budget(), "tiny": Budget(name="tiny", **TINY)}
 def machine_speed_ms() -> float:
     """The machine's speed now: ms for a fixed pure-Python loop, the best of five. On this shared
     machine it drifts by 2x within minutes; the report shows it beside the absolute figures."""
-    best = math.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        sum(range(1_000_000))
-        best = min(best, time.perf_counter() - t0)
-    return best * 1000
+    return min(timeit.repeat("sum(range(1_000_000))", number=1, repeat=5)) * 1000
 
 
 def say(message: str) -> None:

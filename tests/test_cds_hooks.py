@@ -979,3 +979,12 @@ def test_an_internal_error_is_a_500_operation_outcome_never_a_lower_answer(monke
     [issue] = issues(response, 500)
     assert issue["code"] == "exception"
     assert "cards" not in response.get_json()
+
+
+@pytest.mark.parametrize("value", [[], {}, ["female"]])
+def test_a_gender_or_status_of_the_wrong_type_is_read_as_unknown_not_a_500(cds, value):
+    # A JSON array or object here raised TypeError (a 500): the sex stays unknown and the record is not used.
+    call = prefetched([bladder("retention", 97, status=value)], None)
+    call["prefetch"]["patient"]["gender"] = value
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert "Observation/obs-97 (Bladder function): status (none); not used" in not_used(card)

@@ -174,7 +174,7 @@ def _observation_time(obs: dict[str, Any]) -> datetime | None:
 def _observation(entry: Entry, obs: dict[str, Any], now: datetime, max_age: timedelta) -> tuple[datetime, Any] | str:
     """When the Observation was made and its value, or why it is not used."""
     status = obs.get("status")
-    if status not in USABLE_OBSERVATION:
+    if not isinstance(status, str) or status not in USABLE_OBSERVATION:  # a list would not even hash
         return f"status {status if isinstance(status, str) else '(none)'}; not used"
     when = _observation_time(obs)
     if when is not None and when < now - max_age:
@@ -280,8 +280,9 @@ def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extra
     if patient.get("id") not in (None, patient_id):
         raise WrongPatient("Patient.id")
     info: dict[str, Any] = {}
-    if patient.get("gender") in SEXES:
-        info["sex"] = patient["gender"]
+    gender = patient.get("gender")
+    if isinstance(gender, str) and gender in SEXES:  # anything else leaves the sex unknown
+        info["sex"] = gender
     born = patient.get("birthDate")
     if isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born):
         try:
