@@ -34,11 +34,13 @@ FAILURES = (Exception, pytest.fail.Exception)
 class Budget:
     name: str = "full"
     # Many short alternating rounds: the machine's speed drifts within seconds, and a median of more paired
-    # rounds moves less with it. 41 rounds give a 94% interval of the median from the 15th to the 27th round
-    # (bench/stats.py), 13 from the 4th to the 10th; rounds of 1 s spread half as much again as rounds of
-    # 2 s. So the throughput comparison, the target not yet settled, takes 41 of 2 s (about 3 minutes).
+    # rounds moves less with it; rounds of 1 s spread half as much again as rounds of 2 s. The throughput
+    # comparison runs three sides (triage, control, bare Flask) per round, their order rotated: 27 rounds
+    # are 9 whole rotations (each side in each place as often), give a 95% interval of the median from the
+    # 9th to the 19th round (bench/stats.py; 13 rounds: the 4th to the 10th), and take 27 x 3 x 2 s, about
+    # 3 minutes with wrk's start-up and runs taken again: under 4.
     saturation_seconds: float = 2
-    saturation_rounds: int = 41
+    saturation_rounds: int = 27
     seconds: float = 2  # each timed wrk run of the batch comparison
     rounds: int = 13  # alternating rounds of the half-rate and batch comparisons
     paced_seconds: float = 8  # a round's p99 is its 1% slowest: at 4 s, one or two stalls set it
@@ -91,32 +93,40 @@ def engine_requests(budget: Budget) -> list[dict[str, Any]]:
 
 
 def section_http(budget: Budget, workdir: Path) -> dict[str, dict[str, Any]]:
-    """Sections 1 and 4 on one bench server: saturation, both endpoints paced at half the control's
-    rate, then batch against single calls."""
+    """Sections 1 and 4 on one bench server (and bare Flask beside it, for saturation): saturation,
+    /v1/triage and the control paced at half the control's rate, then batch against single calls."""
     from bench.app import wire
     from bench.workload import scenario_mix
 
     mix = scenario_mix()
     bodies = [wire(r) for r in mix]  # as wrk sends them: the control's canned answers are keyed by these bytes
     (workdir / "wrk").mkdir(parents=True, exist_ok=True)
-    with http.serving(workdir, "bench-app", http.BENCH_APP) as server:
-        say(f"bench app up on {server.url} in {server.ready_s:.2f} s")
-        http.check_answers(server, bodies)
-        load = http.Load(server, workdir / "wrk", budget.connections)
+    with (
+        http.serving(workdir, "bench-app", http.BENCH_APP) as server,
+        http.serving_bare(workdir / "bare") as bare,
+    ):
+        say(f"bench app up on {server.url} in {server.ready_s:.2f} s, bare Flask on {bare.url}")
+        http.check_answers(server, bare, bodies)
+        load = http.Load(workdir / "wrk", budget.connections)
 
         def throughput_and_latency() -> dict[str, Any]:
-            say("HTTP saturation: /v1/triage against /bench/control")
+            say("HTTP saturation: /v1/triage against /bench/control and bare Flask")
             rounds = (budget.saturation_seconds, budget.saturation_rounds, budget.warmup_seconds)
-            sat = http.saturation(load, bodies, rounds)
+            sat = http.saturation(load, server, bare, bodies, rounds)
             half = sat["rate"]["control"] / 2
             say(f"HTTP at half the control's rate ({half:.0f} req/s)")
-            pace = http.paced(load, bodies, half, (budget.paced_seconds, budget.rounds, 0))
-            return {"saturation": sat, "paced": pace, "bodies": len(bodies)}
+            pace = http.paced(load, server, bodies, half, (budget.paced_seconds, budget.rounds, 0))
+            return {
+                "saturation": sat,
+                "paced": pace,
+                "bodies": len(bodies),
+                "bare_worker_boots": http.worker_boots(bare),
+            }
 
         def batch() -> dict[str, Any]:
             say(f"batch of {budget.batch_cases} against single calls")
             cases = [mix[i % len(mix)] for i in range(budget.batch_cases)]
-            return http.batch(load, cases, (budget.seconds, budget.rounds, budget.warmup_seconds))
+            return http.batch(load, server, cases, (budget.seconds, budget.rounds, budget.warmup_seconds))
 
         out = {"http": guarded(throughput_and_latency), "batch": guarded(batch)}
         shared = {"worker_boots": http.worker_boots(server), "repeated_runs": load.repeated_runs}

@@ -1,8 +1,9 @@
 """The HTTP sections: gunicorn as deployed (tests/live.py starts it) under load, beside a yardstick.
 
-wrk's runs (`Load`): /v1/triage against /bench/control (bench/app.py) at saturation and at one offered
-rate, and the batch endpoint against single calls; any failed request (non-2xx or socket error) is a
-MeasurementError. Sequential calls: CDS Hooks against /v1/triage. And the cold start.
+wrk's runs (`Load`): /v1/triage against /bench/control (bench/app.py) and bare Flask (bench/bare.py, its own
+server) at saturation, /v1/triage against /bench/control at one offered rate, and the batch endpoint against
+single calls; any failed request (non-2xx or socket error) is a MeasurementError. Sequential calls: CDS
+Hooks against /v1/triage. And the cold start.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from bench.app import CONTROL, wire
+from bench import bare
+from bench.app import CONTROL, canned_answers, wire
 from bench.stats import median_interval
+from bench.workload import typical_request
 from bench.wrk import run_wrk, write_script
 from tests.live import SERVICE_APP, Replica, free_port, running
 
 BENCH_APP = "bench.app:create_bench_app()"
+BARE_APP = "bench.bare:create_bare_app()"
 TRIAGE = "/v1/triage"
 BATCH = "/v1/triage/batch"
 CDS = "/cds-services/leg-raise-triage"
@@ -47,6 +51,7 @@ SERVER_ENV = {"PROMETHEUS_MULTIPROC_DIR": ""}
 
 
 Ratio = Callable[[dict[str, Any], dict[str, Any]], float]
+Side = tuple[Replica, Path]  # the server wrk loads and its script
 Rounds = tuple[float, int, float]  # seconds per run, rounds, warm-up seconds per side (0: none)
 
 
@@ -63,6 +68,14 @@ def serving(
     return running(
         directory, overrides, name, port=port, app=app, ready_timeout=START_TIMEOUT, ready_interval=READY_POLL_S
     )
+
+
+def serving_bare(directory: Path) -> contextlib.AbstractContextManager[Replica]:
+    """bench/bare.py by `serving`, the same command and config, with the bench app's canned answers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    answers = canned_answers()
+    path = bare.write_answers(directory / "canned-answers.json", answers, answers[wire(typical_request())])
+    return serving(directory, "bare-app", BARE_APP, env={bare.ANSWERS_ENV: str(path)})
 
 
 def gunicorn_settings() -> dict[str, str]:
@@ -93,25 +106,24 @@ def worker_cpu_ticks(server: Replica) -> dict[int, int]:
 
 @dataclass
 class Load:
-    """wrk against one server at a fixed connection count; counts the runs taken again (`run`)."""
+    """wrk at a fixed connection count, its scripts in `folder`; counts the runs taken again (`run`)."""
 
-    server: Replica
     folder: Path
     connections: int
     repeated_runs: int = 0
 
-    def checked(self, row: dict[str, Any], label: str) -> dict[str, Any]:
+    def checked(self, row: dict[str, Any], label: str, server: Replica) -> dict[str, Any]:
         """The run, or MeasurementError if any request failed."""
         if row["failures"] or not row["requests"]:
             kinds = ", ".join(f"{k} {v}" for k, v in row["failure_kinds"].items() if v) or "no requests"
-            recycled = worker_boots(self.server) - int(gunicorn_settings()["workers"])
+            recycled = worker_boots(server) - int(gunicorn_settings()["workers"])
             hint = f"; {recycled} worker(s) recycled so far (max_requests)" if recycled > 0 else ""
             raise MeasurementError(
                 f"wrk {label}: {row['failures']} of {row['requests']} requests failed ({kinds}){hint}"
             )
         return row
 
-    def run(self, script: Path, seconds: float, label: str) -> dict[str, Any]:
+    def run(self, side: Side, seconds: float, label: str) -> dict[str, Any]:
         """A checked wrk run in which every worker took part; at most BALANCE_ATTEMPTS tries.
 
         wrk opens all its connections in one burst, and on gunicorn's one shared listening socket the
@@ -119,35 +131,36 @@ class Load:
         the connections, not the service. The scripts renew connections as a proxy does (bench/wrk.py,
         RECYCLE_EVERY), which spreads them again within a run; a run still one-sided is repeated.
         """
+        server, script = side
         for attempt in range(BALANCE_ATTEMPTS):
-            before = worker_cpu_ticks(self.server)
-            row = run_wrk(self.server.url, script, connections=self.connections, seconds=seconds)
-            after = worker_cpu_ticks(self.server)
+            before = worker_cpu_ticks(server)
+            row = run_wrk(server.url, script, connections=self.connections, seconds=seconds)
+            after = worker_cpu_ticks(server)
             used = [after[pid] - before[pid] for pid in after if pid in before]
             if len(used) < 2 or max(used) == 0 or min(used) >= BALANCED_SHARE * max(used):
                 break
             if attempt < BALANCE_ATTEMPTS - 1:
                 self.repeated_runs += 1
-        self.checked(row, label)
+        self.checked(row, label, server)
         recycled = not before or after.keys() != before.keys()  # a new worker's CPU would be missing
         cpu_s = None if recycled else sum(used) / CLOCK_TICKS
         return {**row, "worker_cpu_us_per_request": None if cpu_s is None else cpu_s / row["requests"] * 1e6}
 
-    def compare(self, label: str, scripts: dict[str, Path], ratio: Ratio, budget: Rounds) -> dict[str, Any]:
-        """Both scripts once per round, the order reversed every round so drift hits both alike, after an
-        untimed run of each (caches, connections, the workers' first requests) unless warm-up is 0 s.
-        Totals, medians over rounds and `ratio(first side's run, second's)` per round and its median."""
+    def compare(self, label: str, sides: dict[str, Side], ratio: Ratio, budget: Rounds) -> dict[str, Any]:
+        """Every side once per round, the order rotated every round so drift hits all alike (two sides:
+        reversed), after an untimed run of each (caches, connections, the workers' first requests) unless
+        warm-up is 0 s. Totals, medians over rounds and `ratio(first side's run, second's)` per round."""
         seconds, rounds, warmup_seconds = budget
         if warmup_seconds > 0:
-            for side, script in scripts.items():
-                row = run_wrk(self.server.url, script, connections=self.connections, seconds=warmup_seconds)
-                self.checked(row, f"{side} warm-up")
-        sides = list(scripts)
-        runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+            for name, (server, script) in sides.items():
+                row = run_wrk(server.url, script, connections=self.connections, seconds=warmup_seconds)
+                self.checked(row, f"{name} warm-up", server)
+        names = list(sides)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for r in range(rounds):
-            for side in sides if r % 2 == 0 else sides[::-1]:
-                runs[side].append(self.run(scripts[side], seconds, f"{side} {label} round {r + 1}"))
-        ratios = [ratio(a, b) for a, b in zip(runs[sides[0]], runs[sides[1]], strict=True)]
+            turn = r % len(names)
+            for name in names[turn:] + names[:turn]:
+                runs[name].append(self.run(sides[name], seconds, f"{name} {label} round {r + 1}"))
         return {
             "connections": self.connections,
             "seconds": seconds,
@@ -156,60 +169,82 @@ class Load:
             "rate": {s: _total_rate(rows) for s, rows in runs.items()},
             "p50_ms": {s: statistics.median(r["p50_ms"] for r in rows) for s, rows in runs.items()},
             "p99_ms": {s: statistics.median(r["p99_ms"] for r in rows) for s, rows in runs.items()},
-            "round_ratios": ratios,
-            "ratio_median": statistics.median(ratios),
-            "ratio_interval": median_interval(ratios),
+            **of_rounds([ratio(a, b) for a, b in zip(runs[names[0]], runs[names[1]], strict=True)]),
         }
+
+
+def of_rounds(ratios: list[float], prefix: str = "") -> dict[str, Any]:
+    """A ratio per round, their median (None: no round) and the interval of that median."""
+    median = statistics.median(ratios) if ratios else None
+    return {
+        f"{prefix}round_ratios": ratios,
+        f"{prefix}ratio_median": median,
+        f"{prefix}ratio_interval": median_interval(ratios),
+    }
 
 
 def _total_rate(rows: Sequence[dict[str, Any]]) -> float:
     return sum(r["requests"] for r in rows) / sum(r["seconds"] for r in rows)
 
 
-def check_answers(server: Replica, bodies: Sequence[bytes]) -> None:
-    """Every body gets a 200 from both endpoints, with answers of the same size (the control's premise)."""
+def check_answers(server: Replica, bare_server: Replica, bodies: Sequence[bytes]) -> None:
+    """Every body gets a 200 from every endpoint, each answer the size of /v1/triage's (the yardsticks' premise)."""
     session = requests.Session()
     for body in bodies:
-        sizes = []
-        for path in (TRIAGE, CONTROL):
-            response = session.post(server.url + path, data=body, headers=JSON, timeout=10)
+        sizes = {}
+        for where, path in ((server, TRIAGE), (server, CONTROL), (bare_server, bare.BARE)):
+            response = session.post(where.url + path, data=body, headers=JSON, timeout=10)
             if response.status_code != 200:
                 raise MeasurementError(f"{path} answered {response.status_code} to a mix body: {response.text[:300]}")
-            sizes.append(len(response.content))
-        if sizes[0] != sizes[1]:
-            raise MeasurementError(f"control answer is {sizes[1]} bytes, triage's {sizes[0]}: bench/app.py is stale")
+            sizes[path] = len(response.content)
+        if stale := [f"{path} {n}" for path, n in sizes.items() if n != sizes[TRIAGE]]:
+            raise MeasurementError(
+                f"answers of {', '.join(stale)} bytes, triage's {sizes[TRIAGE]}: canned answers stale"
+            )
 
 
-def _endpoint_scripts(load: Load, bodies: list[bytes], rate: float = 0.0) -> dict[str, Path]:
-    return {
-        "triage": write_script(load.folder, TRIAGE, bodies, rate),
-        "control": write_script(load.folder, CONTROL, bodies, rate),
-    }
+def _endpoint_sides(
+    load: Load, server: Replica, bodies: list[bytes], rate: float = 0.0, bare_server: Replica | None = None
+) -> dict[str, Side]:
+    """/v1/triage and /bench/control on the bench server, then /bench/bare on its own when given."""
+    paths = {"triage": (server, TRIAGE), "control": (server, CONTROL)}
+    paths |= {"bare": (bare_server, bare.BARE)} if bare_server else {}
+    return {side: (where, write_script(load.folder, path, bodies, rate)) for side, (where, path) in paths.items()}
 
 
-def saturation(load: Load, bodies: list[bytes], budget: Rounds) -> dict[str, Any]:
-    """Closed-loop load at fixed connections: /v1/triage against /bench/control."""
-    out = load.compare("saturation", _endpoint_scripts(load, bodies), lambda t, c: t["rate"] / c["rate"], budget)
+def saturation(
+    load: Load, server: Replica, bare_server: Replica, bodies: list[bytes], budget: Rounds
+) -> dict[str, Any]:
+    """Closed-loop load at fixed connections: /v1/triage against /bench/control and bare Flask."""
+    sides = _endpoint_sides(load, server, bodies, bare_server=bare_server)
+    out = load.compare("saturation", sides, lambda t, c: t["rate"] / c["rate"], budget)
+    runs, rate = out["runs"], out["rate"]
+    cpu = {side: [r["worker_cpu_us_per_request"] for r in rows] for side, rows in runs.items()}
     # The workers' CPU per request, control's over triage's: what the ratio would be if requests/s
     # followed the service's own CPU alone (rounds in which a worker was recycled are left out).
-    cpu = [
-        c["worker_cpu_us_per_request"] / t["worker_cpu_us_per_request"]
-        for t, c in zip(out["runs"]["triage"], out["runs"]["control"], strict=True)
-        if t["worker_cpu_us_per_request"] and c["worker_cpu_us_per_request"]
-    ]
+    cpu_ratios = [c / t for t, c in zip(cpu["triage"], cpu["control"], strict=True) if t and c]
     return {
         **out,
-        "ratio_total": out["rate"]["triage"] / out["rate"]["control"],
-        "cpu_round_ratios": cpu,
-        "cpu_ratio_median": statistics.median(cpu) if cpu else None,
-        "cpu_ratio_interval": median_interval(cpu),
+        "ratio_total": rate["triage"] / rate["control"],
+        **of_rounds(cpu_ratios, "cpu_"),
+        "cpu_us_per_request": {
+            side: statistics.median(v) if (v := [x for x in xs if x]) else None for side, xs in cpu.items()
+        },
+        # Each endpoint's requests/s over bare Flask's, round by round.
+        "bare": {
+            side: {
+                **of_rounds([x["rate"] / b["rate"] for x, b in zip(runs[side], runs["bare"], strict=True)]),
+                "ratio_total": rate[side] / rate["bare"],
+            }
+            for side in ("triage", "control")
+        },
     }
 
 
-def paced(load: Load, bodies: list[bytes], target_rate: float, budget: Rounds) -> dict[str, Any]:
+def paced(load: Load, server: Replica, bodies: list[bytes], target_rate: float, budget: Rounds) -> dict[str, Any]:
     """Both endpoints offered one rate (wrk on a fixed send schedule, bench/wrk.py), p99 compared."""
-    scripts = _endpoint_scripts(load, bodies, target_rate)
-    out = load.compare("paced", scripts, lambda t, c: t["p99_ms"] / c["p99_ms"], budget)
+    sides = _endpoint_sides(load, server, bodies, target_rate)
+    out = load.compare("paced", sides, lambda t, c: t["p99_ms"] / c["p99_ms"], budget)
     # Quantile average over the rounds, per percentile: the curve for the figure.
     curves = {
         side: [statistics.fmean(col) for col in zip(*(r["percentiles_ms"] for r in rows), strict=True)]
@@ -243,16 +278,16 @@ def check_batch(server: Replica, cases: Sequence[dict[str, Any]]) -> int:
     return len(response.content)
 
 
-def batch(load: Load, cases: Sequence[dict[str, Any]], budget: Rounds) -> dict[str, Any]:
+def batch(load: Load, server: Replica, cases: Sequence[dict[str, Any]], budget: Rounds) -> dict[str, Any]:
     """Cases per second: the cases as one batch body against the same cases as single calls."""
     n = len(cases)
-    answer_bytes = check_batch(load.server, cases)
+    answer_bytes = check_batch(server, cases)
     body = wire({"cases": list(cases)})
-    scripts = {
-        "batch": write_script(load.folder, BATCH, [body]),
-        "single": write_script(load.folder, TRIAGE, [wire(c) for c in cases]),
+    sides = {
+        "batch": (server, write_script(load.folder, BATCH, [body])),
+        "single": (server, write_script(load.folder, TRIAGE, [wire(c) for c in cases])),
     }
-    out = load.compare("batch", scripts, lambda b, s: b["rate"] * n / s["rate"], budget)
+    out = load.compare("batch", sides, lambda b, s: b["rate"] * n / s["rate"], budget)
     cases_per_s = {"batch": out["rate"]["batch"] * n, "single": out["rate"]["single"]}
     return {
         **out,

@@ -37,10 +37,15 @@ ENGINE_GROWTH_FACTOR = 100
 ZEN_RATIO_MAX = 1.0  # ours over zen's, p50 per decision
 BATCH_RATIO_MIN = 5.0  # cases/s in one batch over single calls
 COLD_START_MAX_S = 2.0  # median
+# issue 22: a request cycle that costs what it must, measured against bare Flask (bench/bare.py)
+TRIAGE_BARE_RATIO_MIN = 0.80  # /v1/triage req/s over bare Flask's
+CONTROL_BARE_RATIO_MIN = 0.90  # the control's req/s over bare Flask's: the service's request cycle alone
 
 # The summary: (section, figure, op, bound, value format), in the order of target_values.
 TARGETS = (
     ("1. HTTP", "throughput /v1/triage ÷ control (median of rounds)", "≥", THROUGHPUT_RATIO_MIN, "{:.2f}"),
+    ("1. HTTP", "throughput /v1/triage ÷ bare Flask (median of rounds)", "≥", TRIAGE_BARE_RATIO_MIN, "{:.2f}"),
+    ("1. HTTP", "throughput in-app control ÷ bare Flask (median of rounds)", "≥", CONTROL_BARE_RATIO_MIN, "{:.2f}"),
     ("1. HTTP", "p99 /v1/triage ÷ control at half rate (median of rounds)", "≤", P99_RATIO_MAX, "{:.2f}"),
     ("2. Engine", "p50 µs per evaluation, 1x knowledge", "≤", ENGINE_P50_MAX_US, "{:.1f}"),
     ("2. Engine", f"p50 at {ENGINE_GROWTH_FACTOR}x rules ÷ p50 at 1x", "≤", ENGINE_GROWTH_MAX, "{:.2f}"),
@@ -50,13 +55,17 @@ TARGETS = (
     ("6. Cold start", "median s to first 200 from /readyz", "<", COLD_START_MAX_S, "{:.2f}"),
 )
 ENDPOINTS = (("triage", "POST /v1/triage"), ("control", "POST /bench/control"))
+SATURATED = (*ENDPOINTS, ("bare", "POST /bench/bare (bare Flask)"))
 
 
 def target_values(s: dict[str, dict[str, Any]]) -> list[float | None]:
     """The value of every target in TARGETS (None: not measured)."""
     h, scaling = s.get("http", {}), s.get("engine", {}).get("scaling") or []
+    bare = (h.get("saturation") or {}).get("bare") or {}
     return [
         (h.get("saturation") or {}).get("ratio_median"),
+        (bare.get("triage") or {}).get("ratio_median"),
+        (bare.get("control") or {}).get("ratio_median"),
         (h.get("paced") or {}).get("ratio_median"),
         scaling[0]["p50_us"] if scaling else None,
         next((r["ratio_p50"] for r in scaling if r["factor"] == ENGINE_GROWTH_FACTOR), None),
@@ -106,15 +115,26 @@ def _rounds(values: list[float], fmt: str = "{:.2f}") -> str:
     return ", ".join(fmt.format(v) for v in values)
 
 
-def _side_rows(data: dict[str, Any], sides: tuple[tuple[str, str], ...], rate: str = "rate") -> list[list[str]]:
-    """One row per side: rate, p50 and p99 ms (medians over rounds), no target."""
-    return [
-        [name, f"{data[rate][s]:.0f}", f"{data['p50_ms'][s]:.2f}", f"{data['p99_ms'][s]:.2f}", "-"] for s, name in sides
-    ]
+def _side_rows(
+    data: dict[str, Any], sides: tuple[tuple[str, str], ...], rate: str = "rate", cpu: bool = False
+) -> list[list[str]]:
+    """One row per side: rate, p50 and p99 ms (medians over rounds), the workers' CPU µs per request if
+    `cpu`, no target."""
+    rows = [[name, f"{data[rate][s]:.0f}", f"{data['p50_ms'][s]:.2f}", f"{data['p99_ms'][s]:.2f}"] for s, name in sides]
+    if cpu:
+        us = [data["cpu_us_per_request"][s] for s, _ in sides]
+        rows = [[*row, "not measured" if u is None else f"{u:.0f}"] for row, u in zip(rows, us, strict=True)]
+    return [[*row, "-"] for row in rows]
 
 
 def _ratio_rows(
-    data: dict[str, Any], what: str, op: str, bound: float, at: int = 1, total: tuple[str, str] | None = None
+    data: dict[str, Any],
+    what: str,
+    op: str,
+    bound: float,
+    at: int = 1,
+    total: tuple[str, str] | None = None,
+    columns: int = 3,
 ) -> list[list[str]]:
     """A median-of-rounds ratio (in column `at`) and its target; the distribution-free interval of that
     median and whether it settles the target (lies wholly on one side of it) or leaves it to the noise;
@@ -131,7 +151,7 @@ def _ratio_rows(
         ],
         [label, f"{data[key]:.2f}", "-"],
     ]
-    return [[first, *("" if i != at else value for i in range(1, 4)), last] for first, value, last in rows]
+    return [[first, *("" if i != at else value for i in range(1, columns + 1)), last] for first, value, last in rows]
 
 
 # --- markdown -----------------------------------------------------------------------------------------
@@ -223,8 +243,11 @@ def _summary(s: dict[str, dict[str, Any]]) -> str:
         for (section, figure, op, bound, fmt), value in zip(TARGETS, target_values(s), strict=True)
     ]
     h = s.get("http", {})
+    bare = (h.get("saturation") or {}).get("bare") or {}
     judged = [
         ("HTTP throughput ratio", _interval(h.get("saturation")), "≥", THROUGHPUT_RATIO_MIN),
+        ("HTTP throughput ratio triage ÷ bare Flask", _interval(bare.get("triage")), "≥", TRIAGE_BARE_RATIO_MIN),
+        ("HTTP throughput ratio control ÷ bare Flask", _interval(bare.get("control")), "≥", CONTROL_BARE_RATIO_MIN),
         ("HTTP p99 ratio at half rate", _interval(h.get("paced")), "≤", P99_RATIO_MAX),
         ("batch ratio", _interval(s.get("batch")), "≥", BATCH_RATIO_MIN),
     ]
@@ -248,27 +271,33 @@ def _http(h: dict[str, Any], results: dict[str, Any]) -> str:
     sat, pace = h["saturation"], h["paced"]
     cpu, (coverage, within) = sat["cpu_ratio_median"], _interval_cells(_interval(sat, "cpu_ratio_interval"))
     cpu_row = "workers' CPU per request, control ÷ triage, median of rounds"
+    bare = sat["bare"]
     sat_rows = [
-        *_side_rows(sat, ENDPOINTS),
-        *_ratio_rows(sat, "ratio triage ÷ control", "≥", THROUGHPUT_RATIO_MIN),
-        [cpu_row, "not measured" if cpu is None else f"{cpu:.2f}", "", "", "- (not a target)"],
-        [f"{coverage} interval of that median", within, "", "", "-"],
+        *_side_rows(sat, SATURATED, cpu=True),
+        *_ratio_rows(sat, "ratio triage ÷ control", "≥", THROUGHPUT_RATIO_MIN, columns=4),
+        *_ratio_rows(bare["triage"], "ratio triage ÷ bare Flask", "≥", TRIAGE_BARE_RATIO_MIN, columns=4),
+        *_ratio_rows(bare["control"], "ratio control ÷ bare Flask", "≥", CONTROL_BARE_RATIO_MIN, columns=4),
+        [cpu_row, "not measured" if cpu is None else f"{cpu:.2f}", "", "", "", "- (not a target)"],
+        [f"{coverage} interval of that median", within, "", "", "", "-"],
     ]
     medians = ("p99 ratio of the medians", "ratio_of_medians")
     pace_rows = [
         *_side_rows(pace, ENDPOINTS),
         *_ratio_rows(pace, "p99 ratio triage ÷ control", "≤", P99_RATIO_MAX, 3, medians),
     ]
-    rates = {side: _rounds([r["rate"] for r in sat["runs"][side]], "{:.0f}") for side in ("triage", "control")}
+    rates = {side: _rounds([r["rate"] for r in rows], "{:.0f}") for side, rows in sat["runs"].items()}
     p99s = {side: _rounds([r["p99_ms"] for r in pace["runs"][side]]) for side in ("triage", "control")}
     return f"""### Throughput at saturation
 
-{table(["endpoint", "requests/s", "p50 ms", "p99 ms", "target / met?"], sat_rows)}
+{table(["endpoint", "requests/s", "p50 ms", "p99 ms", "workers' CPU µs per request", "target / met?"], sat_rows)}
 
-Per-round ratios: {_rounds(sat["round_ratios"])}. Requests/s per round, control: {rates["control"]}; triage:
-{rates["triage"]}. Workers' CPU per request (user and system, `/proc`; rounds that recycled a worker left
-out), control ÷ triage, per round: {_rounds(sat["cpu_round_ratios"])}: what the ratio would be if requests/s
-followed the service's own CPU alone, to tell its cost from the machine's noise (the target is on requests/s).
+Per-round ratios triage ÷ control: {_rounds(sat["round_ratios"])}; triage ÷ bare Flask:
+{_rounds(bare["triage"]["round_ratios"])}; control ÷ bare Flask: {_rounds(bare["control"]["round_ratios"])}.
+Requests/s per round, bare Flask: {rates["bare"]}; control: {rates["control"]}; triage: {rates["triage"]}.
+Workers' CPU per request (user and system, `/proc`, over all of a server's workers; rounds that recycled a
+worker left out), control ÷ triage, per round: {_rounds(sat["cpu_round_ratios"])}: what the ratio would be
+if requests/s followed the service's own CPU alone, to tell its cost from the machine's noise (the targets
+are on requests/s).
 
 ### Latency at half the control's saturating rate
 
@@ -279,20 +308,27 @@ Both endpoints offered {pace["target_rate"]:.0f} requests/s (half the control's 
 Per-round p99 ratios: {_rounds(pace["round_ratios"])}. Per round, triage p99 ms: {p99s["triage"]}; control:
 {p99s["control"]}.
 
-**How measured.** One gunicorn (production config, app `{http.BENCH_APP}`) serves both endpoints. The
-control goes through the same request cycle (access check, logs, metrics, headers) and strict JSON parser,
-then answers canned bytes the size of the triage answer: the difference is validation, engine, encoding
-and audit line. wrk, 1 thread, {sat["connections"]} keep-alive connections, cycling the {h["bodies"]} bodies of
-`bench.workload.scenario_mix()`; rounds alternate the order. Saturation: {sat["rounds"]} rounds of
-{sat["seconds"]:g} s per endpoint after {results["budget"]["warmup_seconds"]:g} s of warm-up; requests/s is all
-rounds' requests over their time, p50 and p99 the median of the rounds'. Half rate: {pace["rounds"]} rounds of
-{pace["seconds"]:g} s on wrk's fixed send schedule (`bench/wrk.py`); latency counts from the write, so a slot
-missed while all connections were busy is not counted: p99 is a floor. Any failed request fails the
-benchmark. Every {wrk.RECYCLE_EVERY}th request renews its connection, as nginx does (`keepalive_requests`), so
-one worker cannot keep wrk's opening burst while the other idles; a run in which a worker used under half
-the CPU of the other is taken again (at most {http.BALANCE_ATTEMPTS - 1} times): {h["repeated_runs"]} run(s) here
-and in section 4, where gunicorn booted {h["worker_boots"]} workers (more than {results["gunicorn"]["workers"]}:
-recycled)."""
+**How measured.** Two yardsticks, each answering the canned bytes of the triage answer to the same body
+(worked out once at start). The in-app control, `/bench/control` on the same gunicorn as `/v1/triage`
+(production config, app `{http.BENCH_APP}`), is the service's full request cycle (access check, JSON log
+line, metrics, security headers, strict JSON parse) without validation, engine, encoding and audit line:
+triage ÷ control is what the work costs. Bare Flask, `/bench/bare` (`{http.BARE_APP}`, Flask and the
+standard library only, no service code), is Flask, its own JSON parse (`request.get_json()`) and the canned
+bytes, served by a second gunicorn with the same command and config, up beside the first: control ÷ bare
+is what the service's request cycle costs over Flask's, triage ÷ bare both. Every body is checked first to
+get a 200 of the same size from all three. wrk, 1 thread, {sat["connections"]} keep-alive connections, cycling
+the {h["bodies"]} bodies of `bench.workload.scenario_mix()`, each endpoint on its own server's URL; the order
+of the endpoints is rotated every round (two: reversed). Saturation: {sat["rounds"]} rounds of {sat["seconds"]:g} s
+per endpoint after {results["budget"]["warmup_seconds"]:g} s of warm-up; requests/s is all rounds' requests over
+their time, p50, p99 and the workers' CPU µs per request the median of the rounds'. Half rate:
+{pace["rounds"]} rounds of {pace["seconds"]:g} s of `/v1/triage` and the control on wrk's fixed send schedule
+(`bench/wrk.py`); latency counts from the write, so a slot missed while all connections were busy is not
+counted: p99 is a floor. Any failed request fails the benchmark. Every {wrk.RECYCLE_EVERY}th request renews its
+connection, as nginx does (`keepalive_requests`), so one worker cannot keep wrk's opening burst while the other
+idles; a run in which a worker used under half the CPU of the other is taken again (at most
+{http.BALANCE_ATTEMPTS - 1} times): {h["repeated_runs"]} run(s) here and in section 4, where gunicorn booted
+{h["worker_boots"]} workers (more than {results["gunicorn"]["workers"]}: recycled; bare Flask's gunicorn
+{h["bare_worker_boots"]})."""
 
 
 def _engine(e: dict[str, Any], results: dict[str, Any]) -> str:
@@ -395,7 +431,7 @@ process(es) (imports, knowledge load and checks, workers forked), from start to 
 
 
 SECTIONS = (
-    ("## 1. HTTP: /v1/triage against the control endpoint", "http", _http),
+    ("## 1. HTTP: /v1/triage against the control endpoint and bare Flask", "http", _http),
     ("## 2. Engine alone, in process", "engine", _engine),
     ("## 3. zen-engine as a peer", "zen", _zen),
     ("## 4. Batch: POST /v1/triage/batch against single calls", "batch", _batch),

@@ -8,11 +8,15 @@ import copy
 import io
 import re
 import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 
 import bench.__main__ as bench_main
-from bench import report, stats
+from bench import bare, http, report, stats
+from bench.app import canned_answers
 
 pytestmark = pytest.mark.bench
 
@@ -187,15 +191,103 @@ def test_the_summary_names_the_targets_a_run_leaves_open(tiny):
     summary = text.split("## Summary", 1)[1].split("## 1.", 1)[0]
     assert "Not settled by this run" in summary and "HTTP throughput ratio (0.80 to 1.01" in summary
     results["sections"]["http"]["saturation"]["ratio_interval"] = [0.90, 1.01, 0.96]
+    for side in ("triage", "control"):
+        results["sections"]["http"]["saturation"]["bare"][side]["ratio_interval"] = [0.95, 1.01, 0.96]
     results["sections"]["http"]["paced"]["ratio_interval"] = [0.90, 1.2, 0.96]
     results["sections"]["batch"]["ratio_interval"] = [6.0, 9.0, 0.96]
     assert "Not settled" not in report.render(results, "performance.png")
 
 
+SIDES = ("triage", "control", "bare")
+
+
 def test_saturation_rounds_measure_the_workers_cpu_per_request(tiny):
-    # A tiny run recycles no worker, so every saturation round has its workers' CPU time.
+    # A tiny run recycles no worker, so every saturation round has its workers' CPU time, bare Flask's too.
     sat = tiny["results"]["sections"]["http"]["saturation"]
-    rows = [row for side in ("triage", "control") for row in sat["runs"][side]]
+    assert tuple(sat["runs"]) == SIDES
+    rows = [row for side in SIDES for row in sat["runs"][side]]
     assert rows and all(row["worker_cpu_us_per_request"] > 0 for row in rows)
+    assert all(sat["cpu_us_per_request"][side] > 0 for side in SIDES)
     assert len(sat["cpu_round_ratios"]) == sat["rounds"]
-    assert "workers' CPU per request, control ÷ triage" in tiny["out"].read_text(encoding="utf-8")
+    text = tiny["out"].read_text(encoding="utf-8")
+    assert "workers' CPU per request, control ÷ triage" in text
+    assert "workers' CPU µs per request" in tables(text[text.index("### Throughput at saturation") :])[0][0]
+    for _, name in report.SATURATED:
+        assert re.search(rf"\| {re.escape(name)} \| \d+ \| [\d.]+ \| [\d.]+ \| \d+ \| - \|", text), name
+
+
+def test_the_tiny_run_compares_both_endpoints_with_bare_flask(tiny):
+    sat = tiny["results"]["sections"]["http"]["saturation"]
+    text = tiny["out"].read_text(encoding="utf-8")
+    summary = text.split("## Summary", 1)[1].split("## 1.", 1)[0]
+    for side, figure in (("triage", "/v1/triage"), ("control", "in-app control")):
+        ratios = sat["bare"][side]
+        assert len(ratios["round_ratios"]) == sat["rounds"]
+        # one round: its ratio is the ratio of the totals
+        assert ratios["ratio_median"] == pytest.approx(sat["rate"][side] / sat["rate"]["bare"])
+        value = f"{ratios['ratio_median']:.2f}"
+        assert re.search(
+            rf"\| throughput {figure} ÷ bare Flask \(median of rounds\) \| {value} \| ≥ 0\.[89] /", summary
+        )
+        assert f"| ratio {side} ÷ bare Flask, median of rounds | {value} |" in text
+
+
+def test_the_rounds_rotate_the_order_of_the_sides(tmp_path):
+    """Each round starts with the next side, so drift hits all alike; the ratios pair the rounds' runs."""
+    rates = {"triage": 80.0, "control": 90.0, "bare": 100.0}
+    order = []
+
+    class Recording(http.Load):
+        def run(self, side, seconds, label):
+            name = label.split()[0]
+            order.append(name)
+            assert side[0].name == ("bare" if name == "bare" else "bench")
+            row = {"requests": rates[name], "seconds": 1.0, "rate": rates[name], "p50_ms": 1.0, "p99_ms": 2.0}
+            return {**row, "worker_cpu_us_per_request": 1e6 / rates[name]}
+
+    server, bare_server = SimpleNamespace(name="bench"), SimpleNamespace(name="bare")
+    sat = http.saturation(Recording(tmp_path, 16), server, bare_server, [b"{}"], (1, 4, 0))
+    rounds = [order[i : i + 3] for i in range(0, len(order), 3)]
+    assert rounds == [list(SIDES), ["control", "bare", "triage"], ["bare", "triage", "control"], list(SIDES)]
+    assert sat["ratio_median"] == pytest.approx(80 / 90)
+    assert sat["bare"]["triage"]["ratio_median"] == pytest.approx(0.8)
+    assert sat["bare"]["control"]["ratio_median"] == pytest.approx(0.9)
+    assert sat["cpu_us_per_request"] == pytest.approx({side: 1e6 / rate for side, rate in rates.items()})
+
+
+def test_the_answers_are_checked_to_be_the_size_of_triages_at_bare_flask_too(monkeypatch):
+    sizes = {http.TRIAGE: 10, http.CONTROL: 10, bare.BARE: 11}
+
+    def post(session, url, **kwargs):
+        return SimpleNamespace(status_code=200, content=b"x" * sizes[url.split(":0", 1)[1]], text="")
+
+    monkeypatch.setattr(http.requests.Session, "post", post)
+    server = SimpleNamespace(url="http://bench:0")
+    with pytest.raises(http.MeasurementError, match="/bench/bare 11 bytes"):
+        http.check_answers(server, SimpleNamespace(url="http://bare:0"), [b"{}"])
+    sizes[bare.BARE] = 10
+    http.check_answers(server, SimpleNamespace(url="http://bare:0"), [b"{}"])
+
+
+def test_bare_flask_imports_no_service_code():
+    code = "import bench.bare, sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('service', 'schemas')))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=report.ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_bare_flask_answers_the_canned_bytes_of_the_triage_answer(tmp_path, monkeypatch):
+    answers = canned_answers()
+    odd = (b'{"findings": "\xc2\xb5"}', b'{"note":"\xe2\x80\x94 \xc3\xa9"}')  # bytes beyond ASCII survive the file
+    fallback = b'{"fallback": true}'
+    path = bare.write_answers(tmp_path / "answers.json", {**answers, odd[0]: odd[1]}, fallback)
+    monkeypatch.setenv(bare.ANSWERS_ENV, str(path))
+    client = bare.create_bare_app().test_client()
+    for body, answer in [*answers.items(), odd]:
+        response = client.post(bare.BARE, data=body, content_type="application/json")
+        assert response.status_code == 200 and response.mimetype == "application/json"
+        assert response.data == answer
+    unknown = client.post(bare.BARE, data=b'{"findings": {}}', content_type="application/json")
+    assert unknown.data == fallback
+    assert client.post(bare.BARE, data=b"{", content_type="application/json").status_code == 400
+    assert client.get("/readyz").status_code == 200
