@@ -39,7 +39,7 @@ def wire(data: object) -> bytes:
 
 
 def create_bench_app(config: dict[str, Any] | None = None) -> flask.Flask:
-    ROUTE_SCOPES[CONTROL] = "triage"  # same credentials as /v1/triage (open on loopback in the bench)
+    ROUTE_SCOPES[CONTROL] = "triage"  # the same API key check as /v1/triage (bench/http.py sends the key)
     app = create_app(config)
     answers = canned_answers()
     fallback = answers[wire(typical_request())]

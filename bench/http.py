@@ -29,6 +29,7 @@ from bench.app import CONTROL, canned_answers, wire
 from bench.stats import median_interval
 from bench.workload import typical_request
 from bench.wrk import run_wrk, write_script
+from service.auth.policy import key_hash
 from tests.live import SERVICE_APP, Replica, free_port, running
 
 BENCH_APP = "bench.app:create_bench_app()"
@@ -39,7 +40,9 @@ CDS = "/cds-services/leg-raise-triage"
 CDS_ISSUER = "https://ehr.bench.invalid/"
 CDS_KID = "bench-key"
 SPEC_TARGET_MS = 500.0  # CDS Hooks 2.0.1: services should answer on the order of 500 ms
-JSON = {"Content-Type": "application/json"}
+# Access control stays on, as deployed: /v1 needs an API key (the bench's own, in a keys file per server).
+API_KEY = "bench-" + "5e" * 16
+HEADERS = {"Content-Type": "application/json", "X-API-Key": API_KEY}  # every side is sent the same
 START_TIMEOUT = 60.0
 READY_POLL_S = 0.01  # the cold start is timed to the first 200 from /readyz: poll often
 BALANCE_ATTEMPTS = 4
@@ -64,7 +67,12 @@ def serving(
 ) -> contextlib.AbstractContextManager[Replica]:
     """gunicorn with the production config, ready on entry (`ready_s`: its cold start), stopped on exit.
     A server that does not start raises pytest's Failed, which the sections report like any error."""
-    overrides = {**SERVER_ENV, **(env or {})}
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = directory / "api-keys.yaml"
+    entry = {"id": "bench", "sha256": key_hash(API_KEY), "scopes": ["triage"], "revoked": False}
+    keys.write_text(json.dumps({"keys": [entry]}))  # JSON is YAML
+    access = {"TRIAGE_API_OPEN": "false", "TRIAGE_API_KEYS_FILE": str(keys)}
+    overrides = {**SERVER_ENV, **access, **(env or {})}
     return running(
         directory, overrides, name, port=port, app=app, ready_timeout=START_TIMEOUT, ready_interval=READY_POLL_S
     )
@@ -76,6 +84,12 @@ def serving_bare(directory: Path) -> contextlib.AbstractContextManager[Replica]:
     answers = canned_answers()
     path = bare.write_answers(directory / "canned-answers.json", answers, answers[wire(typical_request())])
     return serving(directory, "bare-app", BARE_APP, env={bare.ANSWERS_ENV: str(path)})
+
+
+def keyed_session() -> requests.Session:
+    session = requests.Session()
+    session.headers.update(HEADERS)
+    return session
 
 
 def gunicorn_settings() -> dict[str, str]:
@@ -189,11 +203,11 @@ def _total_rate(rows: Sequence[dict[str, Any]]) -> float:
 
 def check_answers(server: Replica, bare_server: Replica, bodies: Sequence[bytes]) -> None:
     """Every body gets a 200 from every endpoint, each answer the size of /v1/triage's (the yardsticks' premise)."""
-    session = requests.Session()
+    session = keyed_session()
     for body in bodies:
         sizes = {}
         for where, path in ((server, TRIAGE), (server, CONTROL), (bare_server, bare.BARE)):
-            response = session.post(where.url + path, data=body, headers=JSON, timeout=10)
+            response = session.post(where.url + path, data=body, timeout=10)
             if response.status_code != 200:
                 raise MeasurementError(f"{path} answered {response.status_code} to a mix body: {response.text[:300]}")
             sizes[path] = len(response.content)
@@ -209,7 +223,7 @@ def _endpoint_sides(
     """/v1/triage and /bench/control on the bench server, then /bench/bare on its own when given."""
     paths = {"triage": (server, TRIAGE), "control": (server, CONTROL)}
     paths |= {"bare": (bare_server, bare.BARE)} if bare_server else {}
-    return {side: (where, write_script(load.folder, path, bodies, rate)) for side, (where, path) in paths.items()}
+    return {side: (at, write_script(load.folder, path, bodies, HEADERS, rate)) for side, (at, path) in paths.items()}
 
 
 def saturation(
@@ -256,8 +270,8 @@ def paced(load: Load, server: Replica, bodies: list[bytes], target_rate: float, 
 
 def check_batch(server: Replica, cases: Sequence[dict[str, Any]]) -> int:
     """The batch answer follows the contract and agrees, case by case, with single calls. Its size in bytes."""
-    session = requests.Session()
-    response = session.post(server.url + BATCH, data=wire({"cases": list(cases)}), headers=JSON, timeout=60)
+    session = keyed_session()
+    response = session.post(server.url + BATCH, data=wire({"cases": list(cases)}), timeout=60)
     if response.status_code != 200:
         raise MeasurementError(f"{BATCH} answered {response.status_code}: {response.text[:300]}")
     answer = response.json()
@@ -284,8 +298,8 @@ def batch(load: Load, server: Replica, cases: Sequence[dict[str, Any]], budget: 
     answer_bytes = check_batch(server, cases)
     body = wire({"cases": list(cases)})
     sides = {
-        "batch": (server, write_script(load.folder, BATCH, [body])),
-        "single": (server, write_script(load.folder, TRIAGE, [wire(c) for c in cases])),
+        "batch": (server, write_script(load.folder, BATCH, [body], HEADERS)),
+        "single": (server, write_script(load.folder, TRIAGE, [wire(c) for c in cases], HEADERS)),
     }
     out = load.compare("batch", sides, lambda b, s: b["rate"] * n / s["rate"], budget)
     cases_per_s = {"batch": out["rate"]["batch"] * n, "single": out["rate"]["single"]}
@@ -366,7 +380,7 @@ def cds_hooks(workdir: Path, requests_per_round: int, rounds: int) -> dict[str, 
     tokens = iter(_tokens(workdir, url + CDS, rounds * requests_per_round + 10))
     env = {"TRIAGE_CDS_TRUST_FILE": str(workdir / "trust.yaml"), "TRIAGE_PUBLIC_BASE_URL": url}
     with serving(workdir, "cds", env=env, port=port):
-        session = requests.Session()
+        session = keyed_session()
 
         def cds() -> requests.Response:
             headers = {"Authorization": f"Bearer {next(tokens)}"}

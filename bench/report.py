@@ -233,8 +233,9 @@ drift between runs, ratios hold. Exit status 0 means every figure was taken; a m
 
 Serving: `python -m gunicorn -c deploy/gunicorn.conf.py` (the production config), gthread, {g["workers"]}
 workers x {g["threads"]} threads, max_requests {g["max_requests"]} (+ jitter), log level {g["log_level"]} (a
-JSON line per request and an audit line per decision, to a log file), app preloaded in the master;
-GUNICORN_CMD_ARGS=`{g["extra_args"] or "(none)"}`."""
+JSON line per request and an audit line per decision, to a log file, and Prometheus metrics in multiprocess
+mode), app preloaded in the master; /v1 and the control need an API key (`X-API-Key`, checked as in
+production); GUNICORN_CMD_ARGS=`{g["extra_args"] or "(none)"}`."""
 
 
 def _summary(s: dict[str, dict[str, Any]]) -> str:

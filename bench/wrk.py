@@ -31,8 +31,8 @@ _SCRIPT = """
 local bodies = {%(bodies)s}
 local rate = %(rate)s
 local recycle = %(recycle)d
-local headers = {["Content-Type"] = "application/json"}
-local closing = {["Content-Type"] = "application/json", ["Connection"] = "close"}
+local headers = {%(headers)s}
+local closing = {%(headers)s, ["Connection"] = "close"}
 local i, sent = 0, 0
 
 function request()
@@ -95,13 +95,14 @@ def wrk_version() -> str:
     return (out.stdout or out.stderr).splitlines()[0].strip()
 
 
-def write_script(folder: Path, path: str, bodies: list[bytes], rate: float = 0.0) -> Path:
-    """A script POSTing `bodies` in turn to `path`; `rate` > 0 paces wrk's one thread to that many
-    requests per second, 0 sends as fast as answers come."""
+def write_script(folder: Path, path: str, bodies: list[bytes], headers: dict[str, str], rate: float = 0.0) -> Path:
+    """A script POSTing `bodies` in turn to `path` with `headers`; `rate` > 0 paces wrk's one thread to that
+    many requests per second, 0 sends as fast as answers come."""
     script = folder / f"wrk-{path.strip('/').replace('/', '-')}-{len(bodies)}-{rate:.1f}.lua"
     values = {
         "bodies": ", ".join(_lua_string(b) for b in bodies),
         "path": path,
+        "headers": ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()),  # ASCII
         "rate": f"{max(0.0, rate):.6f}",
         "recycle": RECYCLE_EVERY,
         "percentiles": ", ".join(f"{p:g}" for p in PERCENTILES),

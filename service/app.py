@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -31,8 +32,27 @@ CDS_CLIENT_JWT = {
 }
 
 
+class ServiceFlask(flask.Flask):
+    """Flask, asking once per function whether it is a coroutine function.
+
+    Flask asks on every request, for the view and every before, after and teardown function; inspect's
+    check costs about a microsecond each, more than most of those functions (bench/profile_notes.md).
+    The functions are the app's own fixed set, so the table stays small.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = self._synced[func] = super().ensure_sync(func)
+        return synced
+
+
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
-    app = flask.Flask(__name__)
+    app = ServiceFlask(__name__)
     app.json.sort_keys = False  # keep the answer's order: triage level first
     app.config.from_object(DefaultConfig)
     app.config.update(from_environment())  # every TRIAGE_<NAME> typed and checked (service/settings.py)
@@ -55,7 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     def _no_query() -> None:
         # No route reads a query string: one is input the service would ignore, so it is refused like an
         # unknown body field (nginx refuses it too, before its error log could quote it).
-        if flask.request.query_string:
+        if flask.request.environ.get("QUERY_STRING"):
             flask.abort(400, description="This API takes no query parameters; send findings in the JSON body.")
 
     # Every response, errors included, says which knowledge base answered (a client can tell a changed

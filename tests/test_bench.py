@@ -13,10 +13,13 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 import bench.__main__ as bench_main
 from bench import bare, http, report, stats
 from bench.app import canned_answers
+
+JSON_ONLY = {"Content-Type": "application/json"}
 
 pytestmark = pytest.mark.bench
 
@@ -291,3 +294,13 @@ def test_bare_flask_answers_the_canned_bytes_of_the_triage_answer(tmp_path, monk
     assert unknown.data == fallback
     assert client.post(bare.BARE, data=b"{", content_type="application/json").status_code == 400
     assert client.get("/readyz").status_code == 200
+
+
+def test_the_bench_servers_check_the_api_key_as_deployed(tmp_path):
+    """Access control stays on under load (issue 22): without the bench's key /v1/triage is a 401."""
+    body = http.wire(http.typical_request())
+    with http.serving(tmp_path, "keyed") as server:
+        anonymous = requests.post(server.url + http.TRIAGE, data=body, headers=JSON_ONLY, timeout=10)
+        keyed = http.keyed_session().post(server.url + http.TRIAGE, data=body, timeout=10)
+    assert anonymous.status_code == 401
+    assert keyed.status_code == 200
