@@ -11,8 +11,8 @@ import yaml
 from service.auth.guard import SECURITY_HEADERS, SECURITY_SCHEMES, AccessDocs, init_access
 from service.cds.setup import as_list, build_cds
 from service.config import DefaultConfig
+from service.cycle import RequestCycle
 from service.engine.model import KnowledgeBase
-from service.headers import StandardHeaders
 from service.knowledge import load_knowledge
 from service.knowledge.texts import verify_texts
 from service.logs.requests import init_request_logging
@@ -80,7 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
 
     # Every response, errors included, says which knowledge base answered (a client can tell a changed
     # answer from a changed knowledge base without reading the body) and carries the security headers.
-    app.wsgi_app = StandardHeaders(app.wsgi_app, {KNOWLEDGE_VERSION_HEADER: kb.version, **SECURITY_HEADERS})  # type: ignore[method-assign]
+    app.wsgi_app = RequestCycle(app.wsgi_app, {KNOWLEDGE_VERSION_HEADER: kb.version, **SECURITY_HEADERS})  # type: ignore[method-assign]
     init_access(app)
     init_metrics(app)
     _init_cds(app, kb)

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from typing import Any
 
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-
-from service.logs.requests import STARTED_KEY, route_template
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNCOUNTED = frozenset({"/metrics", "/livez", "/readyz"})  # scrapes and probes would drown the traffic
@@ -47,22 +44,17 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def init_metrics(app: flask.Flask) -> None:
-    app.after_request(_observe)
     app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
 
 
-def _observe(response: flask.Response) -> flask.Response:
-    request = flask.request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
-    rule = request.url_rule
-    route = route_template(rule.rule) if rule else "(unmatched)"
+def record_request(route: str | None, method: str, status: int, seconds: float) -> None:
+    """A request's count and latency (service/cycle.py calls it as each request ends)."""
+    route = route or "(unmatched)"
     if route in UNCOUNTED:
-        return response
-    method = request.method if request.method in METHODS else "OTHER"
-    _child(REQUESTS, route, method, str(response.status_code)).inc()
-    started = request.environ.get(STARTED_KEY)
-    if started is not None:
-        _child(LATENCY, route, method).observe(time.perf_counter() - started)
-    return response
+        return
+    method = method if method in METHODS else "OTHER"
+    _child(REQUESTS, route, method, str(status)).inc()
+    _child(LATENCY, route, method).observe(seconds)
 
 
 def _metrics() -> flask.Response:

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from schemas.cds import OperationOutcome
 from schemas.problem import Problem
 from service.errors import FHIR_ERROR_PREFIXES, PROBLEM_JSON, outcome_body, problem_body
-from service.headers import REQUEST_ID_KEY
+from service.logs.requests import REQUEST_ID_KEY
 from service.parsing import StrictJSONParser
 
 
