@@ -38,6 +38,19 @@ def test_a_decision_and_its_request_line_are_one_write(client, writes):
     decision, request = writes[0]
     assert decision["request_id"] == request["request_id"] == response.headers["X-Request-ID"]
     assert decision["triage_level"] == response.get_json()["triage"]["level"]
+    assert {k: request[k] for k in ("method", "route", "status")} == {
+        "method": "POST",
+        "route": "/v1/triage",
+        "status": 200,
+    }
+    assert request["duration_ms"] >= 0 and isinstance(request["pid"], int)
+
+
+def test_the_request_line_names_the_route_template_never_the_path(client, writes):
+    assert client.get("/v1/rules/NO-SUCH-RULE").status_code == 404
+    assert client.get("/no/such/path").status_code == 404
+    lines = [chunk[-1] for chunk in writes]
+    assert [(line["route"], line["status"]) for line in lines] == [("/v1/rules/<rule_id>", 404), (None, 404)]
 
 
 def test_every_request_writes_its_own_lines(client, writes):
