@@ -89,8 +89,9 @@ def check(value: float | None, op: str, bound: float, fmt: str = "{:g}") -> str:
 
 
 def settled_cell(interval: Interval | None, op: str, bound: float) -> str:
-    if settles(interval, op, bound):
-        return f"settles {op} {bound:g}"
+    if interval is not None and settles(interval, op, bound):
+        met = check(interval.low if op == "≥" else interval.high, op, bound).endswith("yes")
+        return f"wholly on one side of {bound:g}: {'met' if met else '**missed**'}, settled by this run"
     return f"straddles {bound:g}: **not settled** by this run"
 
 

@@ -185,6 +185,12 @@ def test_a_target_is_settled_only_when_the_interval_lies_on_one_side():
     assert not stats.settles(stats.Interval(0.9, 1.6, 0.96), "≤", 1.5)
     assert not stats.settles(None, "≥", 0.85)
     assert report.settled_cell(interval, "≥", 0.85) == "straddles 0.85: **not settled** by this run"
+    met, missed = stats.Interval(0.86, 1.01, 0.96), stats.Interval(0.55, 0.56, 0.96)
+    assert report.settled_cell(met, "≥", 0.85) == "wholly on one side of 0.85: met, settled by this run"
+    assert report.settled_cell(missed, "≥", 0.8) == "wholly on one side of 0.8: **missed**, settled by this run"
+    assert report.settled_cell(stats.Interval(1.6, 2.0, 0.96), "≤", 1.5).startswith(
+        "wholly on one side of 1.5: **missed**"
+    )
 
 
 def test_the_summary_names_the_targets_a_run_leaves_open(tiny):
