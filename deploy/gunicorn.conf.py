@@ -49,6 +49,7 @@ control_socket_disable = True  # nothing to write under $HOME on a read-only roo
 # The app writes the access log itself: one JSON `request` event per call with the route template,
 # never the query string or body. gunicorn's own access log stays off; its error log is JSON too.
 accesslog = None
+logger_class = "service.serving.NoAccessLogger"  # and not even formatted, for a line nobody would see
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 try:

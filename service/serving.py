@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 # gunicorn's own message quotes the request (a header name, the request line): never sent back.
 _DETAIL = "The server refused the request before the service read it: it is not well-formed HTTP or exceeds a limit."
 
@@ -82,3 +84,20 @@ def install_problem_errors() -> None:
     from gunicorn import util
 
     util.write_error = write_problem
+
+
+class NoAccessLogger(Logger):
+    """gunicorn's logger with its access log off for good (deploy/gunicorn.conf.py's logger_class).
+
+    The app writes its own request line (service/cycle.py). gunicorn's access log is off (accesslog None),
+    but because the config sets logconfig_dict, gunicorn still formatted every access-log field of every
+    request and handed the record to a logger with no handler: about a tenth of a worker's CPU under
+    load (py-spy, bench/profile_notes.md), for a line nobody sees.
+    """
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return False
+
+    def access(self, *args: Any, **kwargs: Any) -> None:
+        return None

@@ -243,3 +243,27 @@ def test_a_negative_port_stops_gunicorn_by_name():
     done = subprocess.run(GUNICORN_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "PORT: Must be greater than or equal to 1 and less than or equal to 65535." in done.stderr
+
+
+def test_gunicorn_builds_no_access_log_fields_it_would_throw_away(monkeypatch, tmp_path):
+    """The production config's logger is gunicorn's with its access log off for good: with logconfig_dict
+    set, gunicorn's own Logger formatted every request's access fields for a logger with no handler."""
+    import runpy
+
+    from gunicorn.config import Config
+
+    # Set, so that reading the config leaves the environment as it was (it fills in both when unset).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    monkeypatch.setenv("TRIAGE_REPLAY_STORE", f"sqlite://{tmp_path}/replay.sqlite3")
+    settings = runpy.run_path("deploy/gunicorn.conf.py")
+    cfg = Config()
+    for name in ("logger_class", "logconfig_dict", "accesslog", "errorlog", "loglevel"):
+        cfg.set(name, settings[name])
+    logger = cfg.logger_class(cfg)
+    assert not logger.access_log_enabled
+    built = []
+    monkeypatch.setattr(logger, "atoms", lambda *a: built.append(a) or {})
+    logger.access(None, None, {}, None)
+    assert built == []
+    stock = type(logger).__mro__[1](cfg)  # gunicorn's own Logger, the same settings
+    assert stock.access_log_enabled  # what the subclass turns off
