@@ -1,4 +1,5 @@
-"""gunicorn patches: a response's headers and first body bytes in one write; its own errors as problem+json.
+"""gunicorn patches: a response's headers and first body bytes in one write; its own errors as problem+json;
+its access log off for good (NoAccessLogger, below).
 
 gunicorn writes the status line and headers, then the body, in two writes. A worker killed between
 them leaves a proxy holding a 200 header with no body: it cannot retry (the header is already on its
