@@ -89,8 +89,8 @@ def check(value: float | None, op: str, bound: float, fmt: str = "{:g}") -> str:
 
 
 def settled_cell(interval: Interval | None, op: str, bound: float) -> str:
-    if interval is not None and settles(interval, op, bound):
-        met = check(interval.low if op == "≥" else interval.high, op, bound).endswith("yes")
+    if interval is not None and settles(interval, op, bound):  # wholly on one side: either end says which
+        met = interval.low >= bound if op == "≥" else interval.high <= bound if op == "≤" else interval.high < bound
         return f"wholly on one side of {bound:g}: {'met' if met else '**missed**'}, settled by this run"
     return f"straddles {bound:g}: **not settled** by this run"
 
