@@ -320,7 +320,7 @@ def spawn_replica(
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Connection": "close"})  # leave no idle connection in a worker
         with conn.getresponse() as response:
             return response.status, response.read()
     finally:
