@@ -125,12 +125,12 @@ def _author(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from service.graph import draw  # graphviz only for this command
+    from service.graph import GraphvizMissing, draw  # graphviz only for this command
 
     try:
         kb = load_knowledge(args.knowledge)
         written = draw(kb, args.out)
-    except (KnowledgeError, OSError, ValueError) as exc:  # graphviz's ExecutableNotFound is an OSError
+    except (KnowledgeError, OSError, ValueError, GraphvizMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE
     print(f"{written}: {len(kb.rules)} rules of knowledge {kb.version}")

@@ -15,7 +15,15 @@ import graphviz
 from service.engine.model import KnowledgeBase
 
 FORMATS = ("svg", "png")
+INSTALL_GRAPHVIZ = (
+    "Graphviz's `dot` is needed to draw the graph and is not on PATH: install Graphviz "
+    "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
+)
 URGENT = {0: "#b71c1c", 1: "#e65100", 2: "#1565c0", 3: "#2e7d32"}  # level rank -> colour
+
+
+class GraphvizMissing(RuntimeError):
+    """Graphviz's `dot` binary is not installed (the Python package only drives it)."""
 
 
 def knowledge_graph(kb: KnowledgeBase) -> graphviz.Digraph:
@@ -63,5 +71,9 @@ def draw(kb: KnowledgeBase, out: Path) -> Path:
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"{out}: the picture is drawn as .svg or .png")
-    out.write_bytes(knowledge_graph(kb).pipe(format=fmt))
+    try:
+        picture = knowledge_graph(kb).pipe(format=fmt)
+    except graphviz.ExecutableNotFound:  # a RuntimeError that names no package to install
+        raise GraphvizMissing(INSTALL_GRAPHVIZ) from None
+    out.write_bytes(picture)
     return out

@@ -8,6 +8,7 @@ is added, removed or renamed without redrawing it (`make graph`).
 from __future__ import annotations
 
 import html
+import os
 import re
 import subprocess
 import sys
@@ -67,3 +68,17 @@ def test_the_committed_picture_is_the_current_knowledge():
     kb = load_knowledge()
     assert f"Knowledge {kb.version}: {len(kb.rules)} rules" in COMMITTED.read_text()
     assert drawn_rules(titles(COMMITTED)) == {rule.id for rule in kb.rules}, "redraw it: make graph"
+
+
+def test_without_graphviz_it_says_so_in_one_line_and_how_to_install_it(tmp_path):
+    # A PATH without Graphviz's `dot` (the interpreter is named by its full path, so it needs none).
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    command = [sys.executable, "-m", "service", "knowledge", "graph", "-o", str(tmp_path / "graph.svg")]
+    env = {**os.environ, "PATH": str(bare)}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Graphviz" in done.stderr and "apt-get install graphviz" in done.stderr
+    assert not (tmp_path / "graph.svg").exists()
