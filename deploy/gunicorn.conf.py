@@ -9,7 +9,7 @@ import tempfile
 
 from service.logs.setup import level_number
 from service.serving import install as send_head_with_body
-from service.serving import install_problem_errors
+from service.serving import install_problem_errors, report_start_up_errors
 from service.settings import SettingsError, from_environment, server_from_environment
 
 try:  # every problem named at once, before any worker starts
@@ -20,6 +20,7 @@ except SettingsError as exc:
 
 send_head_with_body()  # a killed worker cannot leave a proxy holding a header without its body
 install_problem_errors()  # gunicorn's own 400/414/431 pages as problem+json, never quoting the request
+report_start_up_errors()  # an invalid knowledge base or altered source texts: the reason, not a traceback
 
 bind = os.environ.get("BIND", f"127.0.0.1:{SERVER['PORT']}")
 # gthread keeps connections alive and copes with a few slow clients; run behind a buffering proxy

@@ -1,5 +1,6 @@
 """gunicorn patches: a response's headers and first body bytes in one write; its own errors as problem+json;
-its access log off for good (NoAccessLogger, below).
+its access log off for good (NoAccessLogger, below); a knowledge base that cannot serve stops start-up with
+its reason alone (report_start_up_errors).
 
 gunicorn writes the status line and headers, then the body, in two writes. A worker killed between
 them leaves a proxy holding a 200 header with no body: it cannot retry (the header is already on its
@@ -12,9 +13,13 @@ against the pinned gunicorn in tests/test_runtime.py.
 from __future__ import annotations
 
 import json
+import sys
+from types import TracebackType
 from typing import Any
 
 from gunicorn.glogging import Logger
+
+from service.knowledge.loader import KnowledgeError
 
 # gunicorn's own message quotes the request (a header name, the request line): never sent back.
 _DETAIL = "The server refused the request before the service read it: it is not well-formed HTTP or exceeds a limit."
@@ -102,3 +107,22 @@ class NoAccessLogger(Logger):
 
     def access(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def report_start_up_errors() -> None:
+    """A knowledge base that does not load, or source texts that differ from what it cites, end the master
+    with the reason alone (exit status 1), not after gunicorn's call stack.
+
+    With preload_app gunicorn builds the app in the master before any of its hooks runs, so the error
+    leaves gunicorn uncaught: Python's excepthook is the one place to report it. Any other error keeps
+    its traceback (a bug needs one).
+    """
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if issubclass(kind, KnowledgeError):
+            print(f"refusing to start: {error}", file=sys.stderr)
+        else:
+            previous(kind, error, trace)
+
+    sys.excepthook = hook

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -174,3 +175,18 @@ def test_an_unknown_log_level_stops_start_up_by_name(tmp_path):
     finally:
         replica.ensure_stopped()
     assert "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'VERBOSE'" in replica.log_text()
+
+
+def test_a_tampered_source_text_stops_start_up_with_its_reason_and_no_traceback(tmp_path, seeds_dir):
+    texts = tmp_path / "texts"
+    shutil.copytree(seeds_dir, texts)
+    tampered = sorted(texts.glob("000_*.txt"))[0]
+    tampered.write_text(tampered.read_text(encoding="utf-8") + "\nan added line\n", encoding="utf-8")
+    replica = spawn_replica(tmp_path, "tampered", {"TRIAGE_SOURCE_TEXTS_DIR": str(texts)})
+    try:
+        assert replica.process.wait(timeout=START_TIMEOUT) != 0
+    finally:
+        replica.ensure_stopped()
+    log = replica.log_text()
+    assert f"source 000: {tampered.name} differs from the text the knowledge base cites" in log
+    assert "Traceback" not in log, log
