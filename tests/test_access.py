@@ -505,6 +505,18 @@ def test_a_page_with_its_own_policy_keeps_it_and_gets_the_other_headers(open_cli
         assert response.headers.getlist(name) == [value], name
 
 
+def test_docs_with_a_trailing_slash_leads_to_the_docs_under_the_same_access(open_client, closed):
+    response = open_client.get("/docs/")
+    assert response.status_code in (301, 308)
+    assert response.headers["Location"] == "/docs"
+    assert_hardened(response)
+    followed = open_client.get("/docs/", follow_redirects=True)
+    assert followed.status_code == 200 and followed.request.path == "/docs"
+    assert followed.headers.getlist("Content-Security-Policy") == [DOCS_POLICY]
+    assert_401(closed.get("/docs/"))  # the docs scope, as for /docs itself
+    assert_401(closed.get("/docs"))
+
+
 def test_security_headers_on_401_and_403(tmp_path):
     keys = write_keys(tmp_path, [key_entry("t", TRIAGE_KEY, ["triage"])])
     client = make_app(API_KEYS_FILE=keys).test_client()

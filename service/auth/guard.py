@@ -36,6 +36,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/openapi.json": "docs",
     "/openapi.yaml": "docs",
     "/docs": "docs",
+    "/docs/": "docs",
     "/docs/init.js": "docs",
     "/docs/assets/<name>": "docs",
     "/v1/triage": "triage",

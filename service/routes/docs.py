@@ -1,4 +1,4 @@
-"""GET /docs: interactive API docs (Swagger UI), served entirely by the service.
+"""GET /docs: interactive API docs (Swagger UI), served entirely by the service (/docs/ redirects there).
 
 The Swagger UI assets come from the swagger-ui-bundle package (Apache-2.0, its licence is served at
 /docs/assets/LICENSE): no CDN, no outside request. The page has no inline script, so a strict
@@ -65,6 +65,13 @@ def _with_policy(response: flask.Response) -> flask.Response:
 @blp.get("/docs")
 def docs_page() -> flask.Response:
     return _with_policy(flask.Response(PAGE, mimetype="text/html"))
+
+
+@blp.get("/docs/")
+def docs_slash() -> flask.Response:
+    # A typed or pasted /docs/ (werkzeug only redirects the other way); one URL for the page, so relative
+    # links and bookmarks stay one. Guarded like /docs (ROUTE_SCOPES): the redirect shows nothing itself.
+    return flask.redirect("/docs", code=308)
 
 
 @blp.get("/docs/init.js")
