@@ -23,12 +23,18 @@ from service.parsing import StrictJSONParser
 
 
 class ProblemApi(flask_smorest.Api):
-    """flask-smorest's Api with problem+json errors that keep protocol headers such as Allow."""
+    """flask-smorest's Api with problem+json errors that keep protocol headers such as Allow, and no
+    pagination components (no route pages)."""
 
     ERROR_SCHEMA = Problem
 
     def _init_spec(self, *, extra_plugins: Any = None, **kwargs: Any) -> None:
         super()._init_spec(extra_plugins=[*(extra_plugins or ()), CrossFieldRules()], **kwargs)
+
+    def _register_pagination_header(self) -> None:
+        # flask-smorest registers its X-Pagination header for paginated routes, and with it a PaginationMetadata
+        # schema that reaches the document (and every generated SDK) even when, as here, no route pages.
+        pass
 
     def handle_http_exception(self, error: HTTPException) -> flask.Response:
         data = getattr(error, "data", None) or {}
