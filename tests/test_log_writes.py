@@ -8,6 +8,7 @@ the response leaves, and an error still writes them.
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ from tests.live import request_id
 from tests.scenarios import exam
 
 VALID = {"findings": exam({"slr.result": "weak"})}
+README = Path(__file__).resolve().parents[1] / "README.md"
+DECISION_FIELDS_INTRO = "Each decision writes one `triage_decision` log event"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
@@ -44,6 +47,29 @@ def test_a_decision_and_its_request_line_are_one_write(client, writes):
         "status": 200,
     }
     assert request["duration_ms"] >= 0 and isinstance(request["pid"], int)
+
+
+def readme_decision_fields() -> set[str]:
+    """The field names in the first column of the README's table of the decision line."""
+    text = README.read_text(encoding="utf-8")
+    assert DECISION_FIELDS_INTRO in text, "the README no longer describes the decision line"
+    rows = []
+    for line in text.split(DECISION_FIELDS_INTRO, 1)[1].splitlines()[1:]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:  # the first line after the table
+            break
+    names = {name for row in rows[2:] for name in re.findall(r"`([a-z_0-9]+)`", row.split("|")[1])}
+    assert names, "no table of the decision line's fields after its introduction in the README"
+    return names
+
+
+def test_the_readme_names_every_field_of_the_decision_line(client, writes):
+    # Operators build their audit queries from the README: it must name the fields the line really has.
+    assert client.post("/v1/triage", json=VALID).status_code == 200
+    decision = writes[0][0]
+    assert decision["event"] == "triage_decision"
+    assert readme_decision_fields() == set(decision)
 
 
 def test_the_request_line_names_the_route_template_never_the_path(client, writes):
