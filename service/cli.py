@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--knowledge", type=Path, help="knowledge directory (default: the bundled one)")
     run.add_argument("--compare", type=Path, metavar="OTHER_KNOWLEDGE_DIR", help="also evaluate with this one")
     run.add_argument("--allow-downgrade", action="store_true", help="exit 0 even if a case got less urgent")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)")
     knowledge = commands.add_parser("knowledge", help="review the knowledge base").add_subparsers(
         dest="action", required=True
     )
@@ -172,7 +172,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         contextlib.nullcontext(sys.stdout.buffer) if args.out is None else args.out.open("wb") as out,
     ):
         total = None if stdin else _count_lines(args.cases)
-        bar = tqdm(total=total, unit="case", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
+        # A bar redraws itself with carriage returns: only for a terminal, never into a log file or pipe.
+        quiet = args.no_progress or not sys.stderr.isatty()
+        bar = tqdm(total=total, unit="case", file=sys.stderr, disable=quiet, dynamic_ncols=True)
         with bar:
             for outcome in triage_lines(kb, lines):
                 out.write(orjson.dumps(_record(outcome, kb, other, tally, bar)) + b"\n")

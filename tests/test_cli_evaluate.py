@@ -7,9 +7,14 @@ the bladder is an emergency; 000.seek.ces_bladder_bowel and 001.red.bladder_bowe
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import orjson
@@ -57,12 +62,46 @@ def test_results_are_the_api_answers_and_bad_lines_are_numbered(tmp_path):
     assert "line 3: invalid JSON" in stderr and "line 4: does not match the request schema (findings.bladdr)" in stderr
 
 
-def test_a_clean_file_exits_0_and_shows_progress(tmp_path):
+def test_a_clean_file_exits_0_and_shows_progress_on_a_terminal(tmp_path):
     cases = write_cases(tmp_path / "cases.jsonl", [RETENTION, WEAK_LEG] * 5)
-    done = run("evaluate", str(cases))
-    assert done.returncode == 0, done.stderr
+    terminal, stderr = pty.openpty()  # the bar is drawn only when stderr is a terminal
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns, not 0
+    try:
+        command = [sys.executable, "-m", "service", "evaluate", str(cases)]
+        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, timeout=120)
+        os.close(stderr)
+        shown = _read_all(terminal)
+    finally:
+        os.close(terminal)
+    assert done.returncode == 0, shown
     assert len(done.stdout.splitlines()) == 10  # results on stdout without -o
-    assert "10/10" in done.stderr.decode()  # tqdm's bar on stderr
+    assert b"10/10" in shown  # tqdm's bar on stderr
+
+
+def _read_all(terminal: int) -> bytes:
+    # What the command wrote to its terminal: read until the (closed) other end reports EIO.
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(terminal, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_stderr_to_a_file_gets_no_progress_bar_redraws(tmp_path):
+    # A log file (not a terminal) must not fill with the bar's carriage returns and escape codes.
+    cases = write_cases(tmp_path / "cases.jsonl", [RETENTION, b"{not json", WEAK_LEG] * 5)
+    with (tmp_path / "stderr.log").open("wb") as log:
+        command = [sys.executable, "-m", "service", "evaluate", str(cases), "-o", str(tmp_path / "out.jsonl")]
+        done = subprocess.run(command, cwd=ROOT, stderr=log, timeout=120)
+    assert done.returncode == 3  # the bad lines: reported in the file, plainly
+    logged = (tmp_path / "stderr.log").read_bytes()
+    assert b"\r" not in logged and b"\x1b" not in logged, logged
+    assert b"line 2: invalid JSON" in logged and b"5 bad line(s)" in logged
 
 
 def test_stdin_works_too():
