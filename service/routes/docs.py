@@ -69,8 +69,8 @@ def docs_page() -> flask.Response:
 
 @blp.get("/docs/")
 def docs_slash() -> flask.Response:
-    # A typed or pasted /docs/ (werkzeug only redirects the other way); one URL for the page, so relative
-    # links and bookmarks stay one. Guarded like /docs (ROUTE_SCOPES): the redirect shows nothing itself.
+    # /docs/ as typed or pasted (werkzeug redirects only /x to /x/, never back) goes to the page's one URL.
+    # Guarded like /docs (ROUTE_SCOPES), so the redirect tells a caller without the docs scope nothing.
     return flask.redirect("/docs", code=308)
 
 
