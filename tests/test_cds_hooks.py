@@ -1197,8 +1197,12 @@ def test_vital_signs_that_cannot_be_read_are_named_and_fever_stays_unknown(fhir_
 
 
 def _born_years_ago(years: int, days_later: int = 0) -> str:
+    """The birth date of someone `years` old today (on 29 February: born on the 28th), moved `days_later`."""
     today = datetime.now(UTC).date()
-    born = today.replace(year=today.year - years) if (today.month, today.day) != (2, 29) else today
+    try:
+        born = today.replace(year=today.year - years)
+    except ValueError:  # 29 February, and that year had none
+        born = today.replace(year=today.year - years, day=28)
     return (born + timedelta(days=days_later)).isoformat()
 
 
