@@ -109,6 +109,11 @@ class Prefetch(StrictSchema):
     patient = FhirData("Patient/{{context.patientId}}: the Patient.", "Patient")
     observations = FhirData("Searchset Bundle of the patient's exam Observations.", "Bundle")
     conditions = FhirData("Searchset Bundle of the patient's mapped Conditions.", "Bundle")
+    vitals = FhirData(
+        "Searchset Bundle of the patient's vital-sign Observations the mapping reads (body temperature). "
+        "Optional: without it and without fhirServer, the findings it speaks for stay unknown.",
+        "Bundle",
+    )
 
 
 class CdsRequest(StrictSchema):

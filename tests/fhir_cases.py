@@ -50,7 +50,7 @@ def observations_for(findings: dict[str, Any], when: str | None = None) -> list[
     out: list[dict[str, Any]] = []
     for token, spec in MAPPING["observations"].items():
         value = get_path(findings, spec["finding"])
-        if value is None:
+        if value is None or "threshold" in spec:  # measurements (body temperature) are written by the tests using them
             continue
         if "member" in spec:
             if isinstance(value, list):
@@ -106,6 +106,7 @@ def call_for(findings: dict[str, Any], conditions: list[dict[str, Any]] | None =
             "patient": patient(),
             "observations": bundle(observations_for(findings)),
             "conditions": bundle(conditions or []),
+            "vitals": bundle([]),
         }
     )
 

@@ -12,11 +12,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fhir_cases import bundle, hook_call, observation, observations_for
+from tests.fhir_cases import MAPPING, SYSTEMS, bundle, hook_call, observation, observations_for
 from tests.fhir_stub import FhirStub
 from tests.jwt_helpers import SigningKey, make_es384_key, mint
 from tests.live import LOOPBACK, Replica, free_port, json_lines, request_id, running
 from tests.scenarios import exam
+
+
+def coded(section: str, having: str | None = None) -> str:
+    """The bundled mapping's codes of a section (those with a key, if given) as a token search value."""
+    tokens = [t for t, spec in MAPPING[section].items() if having is None or having in spec]
+    return ",".join(f"{SYSTEMS[t.split('|')[0]]}|{t.split('|')[1]}" for t in tokens)
+
 
 pytestmark = pytest.mark.live
 
@@ -63,10 +70,9 @@ def test_cds_calls_keep_patient_data_and_tokens_out_of_the_log(stack):
     )
     context = {"userId": f"Practitioner/{canary}", "patientId": patient_id, "encounterId": canary}
     stub.add(f"Observation?patient={patient_id}&category=exam&_sort=-date&_count=100", bundle(observations))
-    stub.add(
-        f"Condition?patient={patient_id}&code=http://snomed.info/sct|279039007,http://snomed.info/sct|23056005",
-        bundle([]),
-    )
+    stub.add(f"Condition?patient={patient_id}&code={coded('conditions')}", bundle([]))
+    vitals = f"Observation?patient={patient_id}&category=vital-signs&code={coded('observations', 'threshold')}"
+    stub.add(vitals + "&_sort=-date&_count=100", bundle([]))
     tokens: list[str] = []
 
     def send(path: str, body: object, token: str | None = None) -> requests.Response:

@@ -210,7 +210,9 @@ def condition(code: str, clinical: str = "active", subject: str = PATIENT_ID, **
 
 
 def prefetched(
-    observations: list[dict[str, Any]] | None = None, conditions: list[dict[str, Any]] | None = None
+    observations: list[dict[str, Any]] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    vitals: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A call with every key sent; None sends the key as null (nothing recorded)."""
     return hook_call(
@@ -218,6 +220,7 @@ def prefetched(
             "patient": patient(),
             "observations": None if observations is None else bundle(observations),
             "conditions": None if conditions is None else bundle(conditions),
+            "vitals": None if vitals is None else bundle(vitals),
         }
     )
 
@@ -233,12 +236,17 @@ def discovery_queries(client: flask.testing.FlaskClient, patient_id: str) -> dic
 
 
 def serve(
-    stub: FhirStub, patient_id: str, observations: list[dict[str, Any]], conditions: list[dict[str, Any]]
+    stub: FhirStub,
+    patient_id: str,
+    observations: list[dict[str, Any]],
+    conditions: list[dict[str, Any]],
+    vitals: list[dict[str, Any]] | None = None,
 ) -> dict[str, str]:
-    """Stub answers for the observations and conditions queries of the bundled mapping."""
+    """Stub answers for the observations, conditions and vital-signs queries of the bundled mapping."""
     queries = discovery_queries(cds_app().test_client(), patient_id)
     stub.add(queries["observations"], bundle(observations))
     stub.add(queries["conditions"], bundle(conditions))
+    stub.add(queries["vitals"], bundle(vitals or []))
     return queries
 
 
@@ -274,7 +282,7 @@ def test_discovery_lists_patient_view_and_order_select_under_one_id(cds):
 
 def test_discovery_prefetch_templates_use_only_the_patient_id(cds):
     for service in cds.get("/cds-services").get_json()["services"]:
-        assert set(service["prefetch"]) == {"patient", "observations", "conditions"}
+        assert set(service["prefetch"]) == {"patient", "observations", "conditions", "vitals"}
         for template in service["prefetch"].values():
             tokens = re.findall(r"\{\{(.*?)\}\}", template)
             assert tokens == ["context.patientId"], template
@@ -307,7 +315,7 @@ def test_spec_example_against_a_fhir_server_gives_one_card(fhir_stub):
     call["fhirServer"] = fhir_stub.base_url
     card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
     assert level(card) == "emergency"  # bladder retention: 000 'When to Seek Professional Guidance' p2
-    assert len(fhir_stub.requests) == 2
+    assert len(fhir_stub.requests) == 3  # observations, conditions, vital signs
     assert all(r.headers["Authorization"] == "Bearer some-opaque-fhir-access-token" for r in fhir_stub.requests)
 
 
@@ -370,9 +378,10 @@ def test_absent_keys_are_read_with_the_discovery_queries_and_the_bearer_token(fh
     fhir_stub.add(queries["patient"], patient())
     fhir_stub.add(queries["observations"], bundle([bladder("retention", 0)]))
     fhir_stub.add(queries["conditions"], bundle([]))
+    fhir_stub.add(queries["vitals"], bundle([]))
     card = the_card(client.post(SERVICE_URL, json={**hook_call(), **authorization(fhir_stub)}))
     assert level(card) == "emergency"  # 000 'When to Seek Professional Guidance' p2
-    assert fetched(fhir_stub) == [queries["patient"], queries["observations"], queries["conditions"]]
+    assert fetched(fhir_stub) == [queries[key] for key in ("patient", "observations", "conditions", "vitals")]
     assert fetched(fhir_stub)[0] == f"Patient/{PATIENT_ID}"
     assert all(r.method == "GET" for r in fhir_stub.requests)
     assert all(r.headers["Authorization"] == f"Bearer {FHIR_TOKEN}" for r in fhir_stub.requests)
@@ -453,11 +462,12 @@ def test_the_fhir_access_token_is_never_logged(fhir_stub, logs):
     fhir_stub.add(queries["observations"], bundle([bladder("retention", 0)]))
     _fail_500(fhir_stub, queries["conditions"])
     client = stub_client(fhir_stub)
+    fhir_stub.add(queries["vitals"], bundle([]))
     call = {**hook_call({"patient": patient()}), **authorization(fhir_stub, token)}
     issues(client.post(SERVICE_URL, json=call), 412)
     call["prefetch"]["conditions"] = None
     the_card(client.post(SERVICE_URL, json=call))
-    assert [r.headers["Authorization"] for r in fhir_stub.requests] == [f"Bearer {token}"] * 3
+    assert [r.headers["Authorization"] for r in fhir_stub.requests] == [f"Bearer {token}"] * 4
     assert events(logs, "cds_data_unavailable") and events(logs, "cds_decision")
     assert token not in all_logged(logs)
 
@@ -566,12 +576,13 @@ def test_a_patient_resource_with_another_id_is_422(cds, logs):
 
 
 def test_an_unmapped_observation_code_is_listed_not_dropped(cds):
-    temperature = observation(
-        "triage|fever", {"valueQuantity": {"value": 37.2, "unit": "Cel"}}, index=99, code={"text": "Body temperature"}
+    # LOINC 8310-5 (body temperature) was the example until issue 23 mapped it; heart rate is not mapped.
+    pulse = observation(
+        "triage|fever", {"valueQuantity": {"value": 72, "unit": "/min"}}, index=99, code={"text": "Heart rate"}
     )
-    temperature["code"]["coding"] = [{"system": "http://loinc.org", "code": "8310-5"}]
-    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(exam()), temperature], None)))
-    assert "Observation/obs-99 (Body temperature): code not recognised" in not_used(card)
+    pulse["code"]["coding"] = [{"system": "http://loinc.org", "code": "8867-4"}]
+    card = the_card(cds.post(SERVICE_URL, json=prefetched([*observations_for(exam()), pulse], None)))
+    assert "Observation/obs-99 (Heart rate): code not recognised" in not_used(card)
 
 
 def test_an_entered_in_error_observation_is_not_used(cds):
@@ -988,3 +999,315 @@ def test_a_gender_or_status_of_the_wrong_type_is_read_as_unknown_not_a_500(cds, 
     call["prefetch"]["patient"]["gender"] = value
     card = the_card(cds.post(SERVICE_URL, json=call))
     assert "Observation/obs-97 (Bladder function): status (none); not used" in not_used(card)
+
+
+# === 9. vital signs, SNOMED CT Conditions and age (issue 23) =======================================
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+FEVER_QUESTION = "Has the patient had a fever"
+# Fever unknown, pain at the low back: a fever makes it urgent (RF-FEVER-BACK-PAIN, policy SP-6 p1).
+BACK_PAIN_FEVER_UNKNOWN = exam({"systemic.fever": None, "pain.locations": ["low_back"], "pain.severity": 3})
+VITAL_SIGNS = {
+    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]
+}
+
+
+def temperature(
+    value: Any, unit: str = "Cel", index: int = 90, code: str = "8310-5", when: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A FHIR R4 vital-signs body temperature (LOINC code, UCUM unit), as an EHR records it."""
+    quantity = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    obs = observation("triage|fever", {"valueQuantity": quantity}, index=index, when=when)
+    obs["code"] = {"coding": [{"system": LOINC, "code": code}], "text": "Body temperature"}
+    obs["category"] = [VITAL_SIGNS]
+    obs.update(extra)
+    return obs
+
+
+def with_vitals(observations: list[dict[str, Any]], vitals: list[dict[str, Any]], **patient_extra: Any) -> dict:
+    """A patient-view call with every prefetch key sent, vital signs under their own key."""
+    return hook_call(
+        {
+            "patient": patient(**patient_extra),
+            "observations": bundle(observations),
+            "conditions": None,
+            "vitals": bundle(vitals),
+        }
+    )
+
+
+def fever_read(card: dict[str, Any]) -> str:
+    """How the card's answer read fever: present (a fever rule fired), unknown (still asked) or absent."""
+    if "RF-FEVER-BACK-PAIN" in rules(card):
+        return "present"
+    return "unknown" if any(q.startswith(FEVER_QUESTION) for q in still_to_ask(card)) else "absent"
+
+
+def test_the_prefetch_templates_read_vital_signs_with_the_mapped_temperature_codes(cds):
+    """Issue 23: vital signs have their own prefetch key (exam findings keep theirs, so a day of vital signs
+    cannot push them off the first page), asking for the temperature codes the mapping reads."""
+    for service in cds.get("/cds-services").get_json()["services"]:
+        vitals = service["prefetch"]["vitals"]
+        path, _, query = vitals.partition("?")
+        params = dict(part.split("=", 1) for part in query.split("&"))
+        assert path == "Observation"
+        assert params["patient"] == "{{context.patientId}}"
+        assert params["category"] == "vital-signs"
+        assert {f"{LOINC}|{code}" for code in ("8310-5", "8331-1", "8328-7", "8333-7", "8332-9")} <= set(
+            params["code"].split(",")
+        )
+        assert (params["_sort"], params["_count"]) == ("-date", "100")
+        # CDS Hooks 2.0 prefetch templates: references, token equality, _sort and _count only.
+        for template in service["prefetch"].values():
+            names = {p.split("=", 1)[0] for p in template.partition("?")[2].split("&") if p}
+            assert names <= {"patient", "category", "code", "_sort", "_count"}, template
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "code", "expected"),
+    [
+        (38.5, "Cel", "8310-5", "present"),
+        (38.0, "Cel", "8310-5", "present"),  # at the threshold
+        (37.2, "Cel", "8310-5", "absent"),
+        (37.99, "Cel", "8310-5", "absent"),
+        (101, "[degF]", "8310-5", "present"),
+        (100.4, "[degF]", "8310-5", "present"),
+        (99.5, "[degF]", "8310-5", "absent"),
+        (38.6, "Cel", "8331-1", "present"),  # oral
+        (38.6, "Cel", "8328-7", "present"),  # axillary
+        (38.6, "Cel", "8333-7", "present"),  # tympanic membrane
+        (38.6, "Cel", "8332-9", "present"),  # rectal
+    ],
+)
+def test_a_body_temperature_at_or_above_38_c_is_fever_through_prefetch(cds, value, unit, code, expected):
+    """Issue 23; findings.yaml's fever question (38 C or more) and policy SP-6 p1 (fever with low back pain is
+    urgent, RF-FEVER-BACK-PAIN): a measured temperature at or above 38.0 C (100.4 F) is fever, below it is not."""
+    call = with_vitals(observations_for(BACK_PAIN_FEVER_UNKNOWN), [temperature(value, unit, code=code)])
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert fever_read(card) == expected
+    assert level(card) == ("urgent" if expected == "present" else "self_care")
+    assert {"reference": "Observation/obs-90"} in assessment(card)["basis"]
+
+
+def test_a_temperature_in_the_exam_bundle_is_read_too(cds):
+    """Policy SP-6 p1: a temperature the EHR returns with the exam Observations counts the same."""
+    call = prefetched([*observations_for(BACK_PAIN_FEVER_UNKNOWN), temperature(38.5)], None)
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert fever_read(card) == "present" and level(card) == "urgent"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"valueQuantity": {"value": 311.7, "unit": "K", "system": UCUM, "code": "K"}},
+        {"valueQuantity": {"value": 38.5, "unit": "degrees C"}},  # no UCUM code
+        {"valueQuantity": {"value": 38.5, "unit": "Cel", "system": "http://example.org/units", "code": "Cel"}},
+        {"valueQuantity": {"unit": "Cel", "system": UCUM, "code": "Cel"}},  # no value
+        {"valueQuantity": {"value": "38.5", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueQuantity": {"value": 37.0, "comparator": "<", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueBoolean": True},
+    ],
+    ids=["kelvin", "no-code", "other-system", "no-value", "string-value", "comparator", "boolean"],
+)
+def test_a_temperature_that_cannot_be_read_leaves_fever_unknown_and_is_named(cds, change):
+    """Issue 23; policy SP-3 p1: an unreadable temperature is unknown, never absent: fever is still asked
+    and the record is listed as not used."""
+    reading = temperature(38.5)
+    del reading["valueQuantity"]
+    reading.update(change)
+    card = the_card(cds.post(SERVICE_URL, json=with_vitals(observations_for(BACK_PAIN_FEVER_UNKNOWN), [reading])))
+    assert fever_read(card) == "unknown"
+    assert "(provisional)" in card["summary"]
+    [note] = [item for item in not_used(card) if item.startswith("Observation/obs-90")]
+    assert "not recognised" in note and "stays unknown" in note
+
+
+def test_a_temperature_recorded_without_a_value_leaves_fever_unknown(cds):
+    """Policy SP-3 p1: dataAbsentReason leaves fever unknown and asked."""
+    reading = temperature(38.5, dataAbsentReason=coded("unknown"))
+    del reading["valueQuantity"]
+    card = the_card(cds.post(SERVICE_URL, json=with_vitals(observations_for(BACK_PAIN_FEVER_UNKNOWN), [reading])))
+    assert fever_read(card) == "unknown"
+    assert any(item.startswith("Observation/obs-90 (Body temperature)") for item in not_used(card))
+
+
+@pytest.mark.parametrize("order", ["fever-first", "fever-last"])
+def test_a_later_normal_temperature_never_hides_a_fever(cds, order):
+    """Issue 23; policy SP-3 (a record can never lower the level): a fever measured within the observation age
+    limit counts even when a normal temperature, or a 'no fever' answer, was recorded after it."""
+    readings = [temperature(38.9, index=90, when=ago(2)), temperature(36.8, index=91, when=ago(0.1))]
+    answer = observation("triage|fever", {"valueBoolean": False}, index=92, when=ago(0.05))
+    findings = exam({"systemic.fever": None, "pain.locations": ["low_back"], "pain.severity": 3})
+    vitals = readings if order == "fever-first" else readings[::-1]
+    card = the_card(cds.post(SERVICE_URL, json=with_vitals([*observations_for(findings), answer], vitals)))
+    assert fever_read(card) == "present" and level(card) == "urgent"
+    assert {"reference": "Observation/obs-90"} in assessment(card)["basis"]
+    # The 'no fever' answer conflicts with the fever and is set aside; the normal temperature before it is
+    # superseded by that answer, or (with the readings reversed) set aside the same way.
+    assert any(i.startswith("Observation/obs-92") and "more abnormal record" in i for i in not_used(card))
+    assert any(i.startswith("Observation/obs-91") for i in not_used(card))
+
+
+def test_a_fever_older_than_the_age_limit_is_not_used(cds):
+    """The observation age limit (90 days) applies to temperatures like any record; fever stays unknown."""
+    card = the_card(
+        cds.post(
+            SERVICE_URL, json=with_vitals(observations_for(BACK_PAIN_FEVER_UNKNOWN), [temperature(39, when=ago(91))])
+        )
+    )
+    assert fever_read(card) == "unknown"
+
+
+def test_fever_from_a_temperature_through_the_fhir_read(fhir_stub):
+    """Issue 23; policy SP-6 p1: the FHIR read asks for vital signs with the discovery query, and a body
+    temperature of 38.5 Cel there is fever (urgent with low back pain); 37.2 Cel is no fever."""
+    client = stub_client(fhir_stub)
+    queries = discovery_queries(client, PATIENT_ID)
+    fhir_stub.add(queries["patient"], patient())
+    fhir_stub.add(queries["observations"], bundle(observations_for(BACK_PAIN_FEVER_UNKNOWN)))
+    fhir_stub.add(queries["conditions"], bundle([]))
+    fhir_stub.add(queries["vitals"], bundle([temperature(38.5)]))
+    card = the_card(client.post(SERVICE_URL, json={**hook_call(), **authorization(fhir_stub)}))
+    assert fever_read(card) == "present" and level(card) == "urgent"
+    assert queries["vitals"] in fetched(fhir_stub)
+    assert "category=vital-signs" in queries["vitals"]
+    fhir_stub.add(queries["vitals"], bundle([temperature(37.2)]))
+    card = the_card(client.post(SERVICE_URL, json={**hook_call(), **authorization(fhir_stub)}))
+    assert fever_read(card) == "absent" and level(card) == "self_care"
+
+
+def test_vital_signs_not_sent_and_no_fhir_server_leave_the_rest_of_the_call_working(cds):
+    """An EHR that sends the exam keys only (and no fhirServer) still gets its card; fever stays unknown."""
+    call = prefetched(observations_for(BACK_PAIN_FEVER_UNKNOWN), None)
+    del call["prefetch"]["vitals"]
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert fever_read(card) == "unknown"
+    assert not any(item.startswith("vitals") for item in not_used(card))
+
+
+def test_vital_signs_that_cannot_be_read_are_named_and_fever_stays_unknown(fhir_stub):
+    """Policy SP-3 p1: a failed read of vital signs is reported on the card, never read as no fever."""
+    queries = discovery_queries(cds_app().test_client(), PATIENT_ID)
+    _fail_500(fhir_stub, queries["vitals"])
+    call = {**prefetched(observations_for(BACK_PAIN_FEVER_UNKNOWN), None), **authorization(fhir_stub)}
+    del call["prefetch"]["vitals"]
+    card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
+    assert fever_read(card) == "unknown"
+    assert any(item.startswith("vitals") and "could not be read" in item for item in not_used(card))
+
+
+def _born_years_ago(years: int, days_later: int = 0) -> str:
+    """The birth date of someone `years` old today (on 29 February: born on the 28th), moved `days_later`."""
+    today = datetime.now(UTC).date()
+    try:
+        born = today.replace(year=today.year - years)
+    except ValueError:  # 29 February, and that year had none
+        born = today.replace(year=today.year - years, day=28)
+    return (born + timedelta(days=days_later)).isoformat()
+
+
+# Policy SP-6 p2: unexplained weight loss with low back pain at 50 or over is urgent (RF-WEIGHT-LOSS-BACK-PAIN-50).
+WEIGHT_LOSS_BACK_PAIN = exam({"systemic.weight_loss": "present", "pain.locations": ["low_back"], "pain.severity": 3})
+
+
+@pytest.mark.parametrize(("born", "aged_50"), [(_born_years_ago(50), True), (_born_years_ago(50, 1), False)])
+def test_the_patients_birth_date_gives_the_age_the_rules_see_through_prefetch(cds, born, aged_50):
+    """Policy SP-6 p2 and SP-8: the age comes from Patient.birthDate, to the day (50 today; 49 until tomorrow)."""
+    call = prefetched(observations_for(WEIGHT_LOSS_BACK_PAIN), None)
+    call["prefetch"]["patient"] = patient(birthDate=born)
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert ("RF-WEIGHT-LOSS-BACK-PAIN-50" in rules(card)) is aged_50
+    assert "(provisional)" not in card["summary"]  # the age is known either way
+
+
+@pytest.mark.parametrize(("born", "aged_50"), [(_born_years_ago(50), True), (_born_years_ago(50, 1), False)])
+def test_the_patients_birth_date_gives_the_age_the_rules_see_through_the_fhir_read(fhir_stub, born, aged_50):
+    """Policy SP-6 p2 and SP-8: a Patient read from the FHIR server gives the age the same way."""
+    queries = serve(fhir_stub, PATIENT_ID, observations_for(WEIGHT_LOSS_BACK_PAIN), [])
+    fhir_stub.add(queries["patient"], patient(birthDate=born))
+    call = {**hook_call({"conditions": None, "vitals": None}), **authorization(fhir_stub)}
+    card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
+    assert fetched(fhir_stub) == [queries["patient"], queries["observations"]]
+    assert ("RF-WEIGHT-LOSS-BACK-PAIN-50" in rules(card)) is aged_50
+
+
+@pytest.mark.parametrize(
+    ("code", "changes", "rule"),
+    [
+        ("267064002", {"bladder": None}, "RF-CES-BLADDER"),  # retention of urine
+        ("165232002", {"bladder": None}, "RF-CES-BLADDER"),  # urinary incontinence
+        ("72042002", {"bowel": None}, "RF-CES-BOWEL"),  # incontinence of feces
+    ],
+    ids=["urinary-retention", "urinary-incontinence", "faecal-incontinence"],
+)
+def test_an_active_snomed_red_flag_condition_is_an_emergency(cds, code, changes, rule):
+    """000 'When to Seek Professional Guidance' p2: bladder or bowel change is an emergency, recorded as an
+    active SNOMED CT Condition as much as an exam Observation."""
+    card = the_card(cds.post(SERVICE_URL, json=prefetched(observations_for(exam(changes)), [condition(code)])))
+    assert level(card) == "emergency" and rule in rules(card)
+    assert {"reference": f"Condition/cond-{code}-active"} in assessment(card)["basis"]
+
+
+def test_an_active_snomed_fever_condition_is_fever(cds):
+    """Policy SP-6 p1: an active Fever Condition (SNOMED CT 386661006) with low back pain is urgent."""
+    call = prefetched(observations_for(BACK_PAIN_FEVER_UNKNOWN), [condition("386661006")])
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert fever_read(card) == "present" and level(card) == "urgent"
+
+
+THRESHOLD_MAPPING = MINIMAL_MAPPING.replace(
+    "conditions:\n",
+    """\
+  loinc|8310-5:
+    display: Body temperature
+    finding: findings.systemic.fever
+    threshold: {Cel: 38.0, '[degF]': 100.4}
+conditions:
+""",
+)
+
+
+def test_a_mapping_with_a_quantity_threshold_loads(kb, tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(THRESHOLD_MAPPING.replace("  sct: http", "  loinc: http://loinc.org\n  sct: http"))
+    mapping = load_mapping(kb, path)
+    entry = mapping.observations[("http://loinc.org", "8310-5")]
+    assert entry.threshold == {"Cel": 38.0, "[degF]": 100.4}
+    assert (
+        "category=vital-signs" in mapping.prefetch["vitals"] and "http://loinc.org|8310-5" in mapping.prefetch["vitals"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("finding: findings.systemic.fever", "finding: findings.bladder", "threshold is only for yes/no findings"),
+        ("{Cel: 38.0, '[degF]': 100.4}", "{}", "threshold needs at least one UCUM unit"),
+        ("{Cel: 38.0, '[degF]': 100.4}", "{Cel: hot}", "must be a number"),
+        ("{Cel: 38.0, '[degF]': 100.4}", "{Cel: .nan}", "threshold for 'Cel' must be a finite number"),
+    ],
+    ids=["not-tri", "empty", "not-a-number", "nan"],
+)
+def test_invalid_thresholds_are_refused_at_start(kb, tmp_path, old, new, problem):
+    text = THRESHOLD_MAPPING.replace("  sct: http", "  loinc: http://loinc.org\n  sct: http")
+    assert old in text
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(MappingError) as raised:
+        load_mapping(kb, path)
+    assert problem in str(raised.value)
+
+
+def test_the_readme_mapping_table_matches_the_bundled_mapping(kb):
+    """README "Mapping local codes": the table lists every LOINC and SNOMED CT code the bundled mapping reads
+    (and no other), and the count of the service's own codes is the mapping's."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    mapping = load_mapping(kb)
+    names = {"LOINC": "http://loinc.org", "SNOMED CT": SCT}
+    rows = re.findall(r"^\| `([0-9-]+)` [^|]+\| (LOINC|SNOMED CT) \| (Observation|Condition)", readme, re.M)
+    shown = {(names[system], code, kind) for code, system, kind in rows}
+    standard = {(s, c, "Observation") for s, c in mapping.observations if s != mapping.own_system}
+    standard |= {(s, c, "Condition") for s, c in mapping.conditions if s != mapping.own_system}
+    assert shown == standard
+    own = sum(1 for s, _ in mapping.observations if s == mapping.own_system)
+    assert f"own code system ({own} codes" in " ".join(readme.split())

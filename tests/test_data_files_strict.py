@@ -153,19 +153,19 @@ KNOWLEDGE = {
         "fhir_mapping.yaml",
         "    display: Active straight leg raise",
         "    dispaly: Active straight leg raise",
-        "fhir_mapping.yaml: observations['triage|slr-result'].dispaly: unknown key (line 31)",
+        "fhir_mapping.yaml: observations['triage|slr-result'].dispaly: unknown key (line 45)",
     ),
     "mapping-duplicate": Edit(
         "fhir_mapping.yaml",
         "    finding: findings.slr.result\n",
         "    finding: findings.slr.result\n    finding: findings.slr.side\n",
-        "fhir_mapping.yaml: observations['triage|slr-result'].finding: duplicate key (lines 32 and 33)",
+        "fhir_mapping.yaml: observations['triage|slr-result'].finding: duplicate key (lines 46 and 47)",
     ),
     "mapping-wrong-type": Edit(
         "fhir_mapping.yaml",
         "    member: anterior_thigh",
         "    member: [anterior_thigh]",
-        "fhir_mapping.yaml: observations['triage|sensation-loss-anterior-thigh'].member: must be a string (line 56)",
+        "fhir_mapping.yaml: observations['triage|sensation-loss-anterior-thigh'].member: must be a string (line 70)",
     ),
 }
 

@@ -3,16 +3,23 @@
 Unknown stays unknown: a finding no resource speaks for is left out of the request, and a set
 finding whose members are only partly reported keeps the rest unknown. Where two records disagree,
 the more abnormal one is used, so a conflicting record can never lower the level.
+
+A measurement read against a threshold (body temperature for fever) is combined more cautiously than an
+answer: one at or above the threshold counts like an active Condition, whatever was recorded after it
+within the age limit, and one below it never supersedes another record, so a later normal reading never
+hides a fever. A quantity in a unit the mapping does not name, without a value or with a comparator is
+not used and leaves the finding unknown.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from service.cds.mapping import Entry, Mapping, Token
+from service.cds.mapping import UCUM, Entry, Mapping, Token
 from service.engine.model import Finding
 
 USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -68,7 +75,8 @@ class _Reading:
     when: datetime
     value: Any
     reference: str
-    from_condition: bool = False
+    holds: bool = False  # never superseded: an active Condition, a measurement at or above its threshold
+    weak: bool = False  # never supersedes: a measurement below its threshold
 
 
 def extract(mapping: Mapping, data: Gathered, *, patient_id: str, now: datetime, max_age: timedelta) -> Extraction:
@@ -95,7 +103,10 @@ def extract(mapping: Mapping, data: Gathered, *, patient_id: str, now: datetime,
             if isinstance(found, str):
                 out.notes.append(Note(ref, label, found))
             else:
-                readings.setdefault(entry.slot, []).append(_Reading(entry, *found, ref, kind == "Condition"))
+                measured = entry.threshold is not None
+                holds = kind == "Condition" or (measured and found[1] == "present")
+                weak = measured and found[1] == "absent"
+                readings.setdefault(entry.slot, []).append(_Reading(entry, *found, ref, holds, weak))
     _settle(readings, out)
     if data.patient is not None:
         _patient(data.patient, patient_id, now, out)
@@ -189,6 +200,8 @@ def _observation(entry: Entry, obs: dict[str, Any], now: datetime, max_age: time
 
 def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
     finding = entry.finding
+    if entry.threshold is not None:
+        return _read_threshold(entry.threshold, obs)
     if finding.kind == "enum":
         value = _match(entry.answers, obs.get("valueCodeableConcept"))
         if value is None:
@@ -210,6 +223,20 @@ def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
     if not (finding.minimum or 0) <= number <= (finding.maximum if finding.maximum is not None else number):
         return None, f"value outside {finding.minimum}-{finding.maximum}; not used"
     return number, None
+
+
+def _read_threshold(threshold: dict[str, float], obs: dict[str, Any]) -> tuple[Any, str | None]:
+    """present at or above the threshold of the quantity's UCUM unit, absent below it; else why not used."""
+    quantity = obs.get("valueQuantity")
+    units = " or ".join(threshold)
+    problem = f"value not recognised (expected valueQuantity in UCUM {units}); the finding stays unknown"
+    if not isinstance(quantity, dict) or quantity.get("system") != UCUM or "comparator" in quantity:
+        return None, problem
+    unit, number = quantity.get("code"), quantity.get("value")
+    limit = threshold.get(unit) if isinstance(unit, str) else None
+    if limit is None or isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        return None, problem
+    return ("present" if number >= limit else "absent"), None
 
 
 def _condition(entry: Entry, cond: dict[str, Any]) -> tuple[datetime, Any] | str:
@@ -236,12 +263,14 @@ def _severity(finding: Finding, value: Any) -> int:
 
 
 def _settle(readings: dict[tuple[str, str | None], list[_Reading]], out: Extraction) -> None:
-    """One value per finding (or set member): the newest record, the more abnormal on a tie."""
+    """One value per finding (or set member): the newest record, the more abnormal on a tie. A reading that
+    holds (active Condition, measurement at or above its threshold) is never superseded; a weak one (below
+    its threshold) never supersedes, so it only counts when nothing later than it says otherwise."""
     members: dict[Finding, dict[str, bool]] = {}  # set findings: what each answered member is
     for (path, member), found in readings.items():
         finding = found[0].entry.finding
-        latest = max((r.when for r in found if not r.from_condition), default=None)
-        current = [r for r in found if r.from_condition or r.when == latest]
+        latest = max((r.when for r in found if not r.holds and not r.weak), default=None)
+        current = [r for r in found if r.holds or (r.weak and (latest is None or r.when >= latest)) or r.when == latest]
         chosen = max(current, key=lambda r: _severity(finding, r.value))
         for reading in found:
             if reading not in current:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from marshmallow import fields
 
 from service.engine.model import Finding, KnowledgeBase
 from service.knowledge.schemas import Mapping as MappingOf
@@ -15,7 +17,11 @@ from service.knowledge.schemas import Nested, Str, Strict, shape_problems
 from service.knowledge.yamlfile import parse_yaml, yaml_path, yaml_problem
 
 BUNDLED = Path(__file__).resolve().parent.parent / "knowledge" / "fhir_mapping.yaml"
-PREFETCH_KEYS = ("patient", "observations", "conditions")
+PREFETCH_KEYS = ("patient", "observations", "conditions", "vitals")
+# Keys a call can do without: when vital signs cannot be had, the findings they speak for stay unknown and
+# the card says so, instead of the call failing with 412 (EHRs registered before the key existed send three).
+OPTIONAL_PREFETCH_KEYS = frozenset({"vitals"})
+UCUM = "http://unitsofmeasure.org"
 
 Token = tuple[str, str]  # (system, code)
 
@@ -34,6 +40,8 @@ class Entry:
     member: str | None = None  # for set findings: the member this code answers for
     answers: dict[Token, str] = field(default_factory=dict)  # enum Observations: coding -> value
     value: str | None = None  # enum Conditions: the value a present Condition means
+    # tri Observations read from a valueQuantity: UCUM unit code -> the value at or above which it is present
+    threshold: dict[str, float] | None = None
 
     @property
     def slot(self) -> tuple[str, str | None]:
@@ -66,11 +74,23 @@ class Version(Str):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Number(fields.Field):
+    """A number (int or float), never a boolean or a string."""
+
+    default_error_messages = {"invalid": "must be a number", "null": "must not be empty (null)"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return float(value)
+
+
 class _ObservationEntry(Strict):
     display = Str(required=True)
     finding = Str(required=True)
     member = Str()
     answers = MappingOf(Str())  # coding (alias|code) -> value of the finding
+    threshold = MappingOf(Number())  # UCUM unit code -> value at or above which the finding is present
 
 
 class _ConditionEntry(Strict):
@@ -120,6 +140,7 @@ def load_mapping(kb: KnowledgeBase, path: str | Path | None = None) -> Mapping:
     if problems:
         raise MappingError("invalid FHIR mapping:\n  " + "\n  ".join(f"{name}: {p}" for p in problems))
     prefetch["conditions"] = _conditions_query(conditions)
+    prefetch["vitals"] = _vitals_query(observations)
     return Mapping(
         version=str(raw.get("version", "")),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),
@@ -133,6 +154,17 @@ def load_mapping(kb: KnowledgeBase, path: str | Path | None = None) -> Mapping:
 def _conditions_query(conditions: dict[Token, Entry]) -> str:
     codes = ",".join(f"{system}|{code}" for system, code in conditions)
     return "Condition?patient={{context.patientId}}" + (f"&code={codes}" if codes else "")
+
+
+def _vitals_query(observations: dict[Token, Entry]) -> str:
+    """Vital signs under a key of their own, so that a day of them cannot push exam findings off the first page
+    of the exam query; only the codes read with a threshold (body temperature), newest first."""
+    codes = ",".join(f"{system}|{code}" for (system, code), entry in observations.items() if entry.threshold)
+    return (
+        "Observation?patient={{context.patientId}}&category=vital-signs"
+        + (f"&code={codes}" if codes else "")
+        + "&_sort=-date&_count=100"
+    )
 
 
 def _token(text: Any, systems: dict[str, str], where: str, problems: list[str]) -> Token | None:
@@ -178,6 +210,15 @@ def _entries(
                 problems.append(f"{where}: an enum finding needs answers (coding -> value)")
         elif spec.get("answers"):
             problems.append(f"{where}: answers are only for enum findings read from Observations")
+        threshold = spec.get("threshold")
+        if threshold is not None:
+            if finding.kind != "tri":
+                problems.append(f"{where}: threshold is only for yes/no findings (kind tri)")
+            if not threshold:
+                problems.append(f"{where}: threshold needs at least one UCUM unit (unit: value)")
+            for unit, limit in threshold.items():
+                if not unit or not math.isfinite(limit):
+                    problems.append(f"{where}.threshold: threshold for {unit!r} must be a finite number")
         value = spec.get("value")
         if section == "conditions":
             if finding.kind == "int":
@@ -186,5 +227,5 @@ def _entries(
                 problems.append(f"{where}: value must be an abnormal value of {finding.path}")
             if finding.kind != "enum" and value is not None:
                 problems.append(f"{where}: value is only for enum findings")
-        entries[token] = Entry(token, spec["display"], finding, member, answers, value)
+        entries[token] = Entry(token, spec["display"], finding, member, answers, value, threshold)
     return entries

@@ -30,8 +30,9 @@ DESCRIPTIONS = {
     ),
 }
 USAGE = (
-    "Reads exam Observations (category exam) and Conditions coded as in the service's FHIR mapping "
-    "(its own code system, or a site's local codes mapped to it). Findings not recorded are unknown, "
+    "Reads exam Observations (category exam), vital signs (body temperature, LOINC) and Conditions coded as "
+    "in the service's FHIR mapping (its own code system, LOINC and SNOMED CT codes, or a site's local codes "
+    "mapped to it). Findings not recorded are unknown, "
     "never absent: the card lists them as questions. Needs the prefetch, or fhirServer with a token."
 )
 
