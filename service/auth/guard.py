@@ -44,6 +44,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/v1/rules/<rule_id>": "knowledge",
     "/v1/sources": "knowledge",
     "/v1/sources/<source_id>": "knowledge",
+    "/v1/citations/<citation_id>": "knowledge",
     "/cds-services": "cds",
     "/cds-services/<service_id>": "cds",
     "/cds-services/<service_id>/feedback": "cds",
