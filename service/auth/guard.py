@@ -114,8 +114,8 @@ def init_access(app: flask.Flask) -> None:
             app,
             resources={r"/(v1|cds-services)(/.*)?": {"origins": origins}},
             methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Knowledge-Version"],
+            allow_headers=["Authorization", "Content-Type", "Prefer", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Knowledge-Version", "Preference-Applied"],
             max_age=600,
         )
     if policy.open:
