@@ -553,6 +553,17 @@ def test_cors_preflight_from_an_allowed_origin():
     assert "*" not in actual.headers["Access-Control-Allow-Origin"]
 
 
+def test_cors_lets_a_browser_ask_for_compact_citations_and_read_that_it_got_them():
+    client = make_app(API_OPEN=True, CORS_ORIGINS=ORIGIN).test_client()
+    response = preflight(client, ORIGIN, "/v1/triage", "Content-Type, Prefer")
+    assert response.status_code == 200
+    assert {"prefer", "content-type"} <= allowed_headers(response)
+    actual = client.post("/v1/triage", json=TRIAGE_REQUEST, headers={"Origin": ORIGIN, "Prefer": "citations=compact"})
+    assert actual.headers["Preference-Applied"] == "citations=compact"
+    assert "Preference-Applied" in actual.headers["Access-Control-Expose-Headers"]
+    assert "prefer" in {v.strip().lower() for vary in actual.headers.get_all("Vary") for v in vary.split(",")}
+
+
 def test_cors_preflight_needs_no_credentials(tmp_path):
     keys = write_keys(tmp_path, [key_entry("t", TRIAGE_KEY, ["triage"])])
     client = make_app(API_KEYS_FILE=keys, CORS_ORIGINS=ORIGIN).test_client()

@@ -36,7 +36,7 @@ def json_response(data: Any, compact: bool = False) -> flask.Response:
     It is already in the response schema's shape, so marshmallow's dump is skipped (tests/test_validation.py
     shows the dump would return it unchanged). Its shape depends on the Prefer header (service/compact.py)."""
     response = flask.Response(orjson.dumps(data), mimetype="application/json")
-    response.vary.add("Prefer")
+    response.headers["Vary"] = "Prefer"  # a fresh response: nothing else has set Vary yet
     if compact:
         response.headers["Preference-Applied"] = PREFERENCE
     return response
