@@ -120,7 +120,12 @@ class TriageRequest(StrictSchema):
 
 # --- response -----------------------------------------------------------------------------------
 class CitationOut(StrictSchema):
+    id = string(
+        "The citation's id in the knowledge base's catalog (e.g. 000.seek.ces_bladder_bowel): "
+        "GET /v1/citations/{citation_id} shows the passage."
+    )
     source = string("Source id (see /v1/sources).")
+    title = string("The source's title (the project's own description of it, not the text's words).")
     file = string()
     kind = string("What kind of text the source is.")
     authority = choice(
@@ -130,8 +135,12 @@ class CitationOut(StrictSchema):
         "are silent or their condition is not met.",
         required=True,
     )
-    section = string()
-    heading = string(allow_none=True)
+    section = string("Section id within the source.")
+    heading = string(
+        "The section's heading as the source gives it (a long one cut to nine words and an ellipsis); null for "
+        "text before the source's first heading.",
+        allow_none=True,
+    )
     paragraph = integer("1-based, within the section.")
     start = integer("Character offset into the text (inclusive).")
     end = integer("Character offset (exclusive).")

@@ -14,11 +14,11 @@ from service.config import DefaultConfig
 from service.cycle import RequestCycle
 from service.engine.model import KnowledgeBase
 from service.knowledge import load_knowledge
-from service.knowledge.texts import verify_texts
+from service.knowledge.texts import shown_texts
 from service.logs.requests import init_request_logging
 from service.logs.setup import configure_logging, log
 from service.metrics import init_metrics
-from service.routes import KNOWLEDGE
+from service.routes import KNOWLEDGE, TEXTS
 from service.settings import from_environment
 from service.smorest import ProblemApi
 from service.validation import ACCEPTORS, build_acceptors
@@ -62,8 +62,9 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
 
     kb = load_knowledge(app.config["KNOWLEDGE_DIR"] or None)
     texts_dir = app.config["SOURCE_TEXTS_DIR"]
-    if texts_dir:
-        verify_texts(kb, texts_dir)  # raises with every mismatch listed
+    # With texts_dir, every text is verified (a mismatch raises, every one listed) and kept for the
+    # passage view (GET /v1/citations/{id}); without it, only the service's own policy can be shown.
+    app.extensions[TEXTS] = shown_texts(kb, texts_dir)
     app.extensions[KNOWLEDGE] = kb
     log.info(
         "knowledge_loaded", version=kb.version, sha256=kb.sha256, rules=len(kb.rules), texts_verified=bool(texts_dir)
@@ -88,9 +89,9 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     for name, scheme in {**SECURITY_SCHEMES, "cdsClientJwt": CDS_CLIENT_JWT}.items():
         api.spec.components.security_scheme(name, scheme)
     api.spec.plugins.append(AccessDocs())  # before the blueprints: it documents each path as it is added
-    from service.routes import cds, docs, health, knowledge, sources, triage
+    from service.routes import cds, citations, docs, health, knowledge, sources, triage
 
-    for module in (triage, knowledge, sources, health, cds):
+    for module in (triage, knowledge, citations, sources, health, cds):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)  # a plain blueprint: the docs are not in their own OpenAPI document
 

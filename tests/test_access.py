@@ -76,6 +76,7 @@ PROTECTED = [
     ("GET", f"/v1/rules/{RULE}"),
     ("GET", "/v1/sources"),
     ("GET", "/v1/sources/000"),
+    ("GET", "/v1/citations/000.seek.ces_bladder_bowel"),
 ]
 
 
@@ -142,7 +143,7 @@ def test_key_with_triage_scope_may_triage_but_not_read_knowledge(keyed, logs):
     response = keyed.post("/v1/triage", json=TRIAGE_REQUEST, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["triage"]["level"]
-    for path in ("/v1/knowledge", f"/v1/rules/{RULE}", "/v1/sources"):
+    for path in ("/v1/knowledge", f"/v1/rules/{RULE}", "/v1/sources", "/v1/citations/000.seek.ces_bladder_bowel"):
         body = assert_problem(keyed.get(path, headers=headers), 403)
         assert "knowledge" in body["detail"]
     [*_, denied] = events(logs, "access_denied")
@@ -156,6 +157,7 @@ def test_knowledge_key_reads_knowledge_but_may_not_triage(keyed):
     headers = {"X-API-Key": KNOWLEDGE_KEY}
     assert keyed.get("/v1/knowledge", headers=headers).status_code == 200
     assert keyed.get(f"/v1/rules/{RULE}", headers=headers).status_code == 200
+    assert keyed.get("/v1/citations/000.seek.ces_bladder_bowel", headers=headers).status_code == 200
     assert_problem(keyed.post("/v1/triage", json=TRIAGE_REQUEST, headers=headers), 403)
 
 
@@ -561,6 +563,17 @@ def test_cors_preflight_from_an_allowed_origin():
     assert actual.status_code == 200
     assert actual.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "*" not in actual.headers["Access-Control-Allow-Origin"]
+
+
+def test_cors_lets_a_browser_ask_for_compact_citations_and_read_that_it_got_them():
+    client = make_app(API_OPEN=True, CORS_ORIGINS=ORIGIN).test_client()
+    response = preflight(client, ORIGIN, "/v1/triage", "Content-Type, Prefer")
+    assert response.status_code == 200
+    assert {"prefer", "content-type"} <= allowed_headers(response)
+    actual = client.post("/v1/triage", json=TRIAGE_REQUEST, headers={"Origin": ORIGIN, "Prefer": "citations=compact"})
+    assert actual.headers["Preference-Applied"] == "citations=compact"
+    assert "Preference-Applied" in actual.headers["Access-Control-Expose-Headers"]
+    assert "prefer" in {v.strip().lower() for vary in actual.headers.get_all("Vary") for v in vary.split(",")}
 
 
 def test_cors_preflight_needs_no_credentials(tmp_path):

@@ -363,7 +363,12 @@ def test_gunicorn_refuses_malformed_http(server, data, status):
 
 # --- 6. every method on every documented path ----------------------------------------------------
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "BREW"]
-PATH_VALUES = {"rule_id": "RF-CES-BLADDER", "source_id": "000", "service_id": "leg-raise-triage"}
+PATH_VALUES = {
+    "rule_id": "RF-CES-BLADDER",
+    "source_id": "000",
+    "citation_id": "000.seek.ces_bladder_bowel",
+    "service_id": "leg-raise-triage",
+}
 
 
 def _documented() -> dict[str, set[str]]:

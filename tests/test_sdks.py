@@ -35,6 +35,7 @@ TIMEOUT = 300  # each generator run, in seconds
 MISSPELT = {"findings": {"bladdr": "retention"}}
 # Valid for both generators' models (they do not carry the schema's cross-field rule): the server's 422.
 CONTRADICTION = {"findings": {"sensation": {"status": "normal", "areas": ["groin"]}}}
+COMPACT = "citations=compact"  # the Prefer header's value for compact answers (README, "Compact answers")
 API_KEY = "sdk-test-key-4c1f7a9e"  # the one key the server below accepts (triage and knowledge scopes)
 
 
@@ -79,7 +80,14 @@ def test_openapi_python_client(server, tmp_path, isolated_imports):
     imported("triage_client", tmp_path)
     from triage_client import AuthenticatedClient, Client
     from triage_client.api.triage import triage
-    from triage_client.models import Findings, FindingsBladder, Problem, TriageRequest, TriageResponse
+    from triage_client.models import (
+        Findings,
+        FindingsBladder,
+        Problem,
+        TriageRequest,
+        TriageResponse,
+        TriageResponseCompact,
+    )
 
     # Without a credential: the 401 the document declares, typed as a Problem.
     anonymous = Client(base_url=server.url)
@@ -91,6 +99,7 @@ def test_openapi_python_client(server, tmp_path, isolated_imports):
     snippet = triage.sync(client=client, body=TriageRequest(findings=Findings(bladder=FindingsBladder.RETENTION)))
     answer = triage.sync(client=client, body=TriageRequest.from_dict(TRIAGE_REQUEST))
     problem = triage.sync(client=client, body=TriageRequest.from_dict(CONTRADICTION))
+    compact = triage.sync(client=client, body=TriageRequest.from_dict(TRIAGE_REQUEST), prefer=COMPACT)
     client.get_httpx_client().close()
     assert isinstance(snippet, TriageResponse) and snippet.triage.level.value == "emergency"
     with pytest.raises(TypeError):
@@ -98,6 +107,13 @@ def test_openapi_python_client(server, tmp_path, isolated_imports):
     assert isinstance(answer, TriageResponse)
     assert answer.triage.level.value == expected_level()
     assert answer.triage.citations[0].sha256 and answer.trace[0].rule and answer.knowledge.version
+    assert answer.triage.citations[0].id and answer.triage.citations[0].title
+    # Prefer: citations=compact, typed as the compact shape: ids, and each citation once in the map.
+    assert isinstance(compact, TriageResponseCompact) and compact.triage.level == answer.triage.level
+    assert compact.triage.citations == [c.id for c in answer.triage.citations]
+    assert [compact.citations[c.id].sha256 for c in answer.triage.citations] == [
+        c.sha256 for c in answer.triage.citations
+    ]
     assert isinstance(problem, Problem) and problem.status == 422
     assert [e.field for e in problem.errors] == ["findings.sensation.areas"]
 
@@ -121,10 +137,18 @@ def test_openapi_generator_cli(server, tmp_path, isolated_imports):
     anonymous.api_client.rest_client.pool_manager.clear()
     api = sdk.TriageApi(sdk.ApiClient(sdk.Configuration(host=server.url, api_key={"apiKey": API_KEY})))
 
-    answer = api.triage(sdk.TriageRequest.from_dict(TRIAGE_REQUEST))
+    # The 200 is oneOf the default and the compact shape: OpenAPI Generator wraps it, the answer is actual_instance.
+    answer = api.triage(sdk.TriageRequest.from_dict(TRIAGE_REQUEST)).actual_instance
     assert isinstance(answer, sdk.TriageResponse)
     assert answer.triage.level == expected_level()
     assert answer.triage.citations[0].sha256 and answer.trace[0].rule and answer.knowledge.version
+    assert answer.triage.citations[0].id and answer.triage.citations[0].title
+    compact = api.triage(sdk.TriageRequest.from_dict(TRIAGE_REQUEST), prefer=COMPACT).actual_instance
+    assert isinstance(compact, sdk.TriageResponseCompact) and compact.triage.level == answer.triage.level
+    assert compact.triage.citations == [c.id for c in answer.triage.citations]
+    assert [compact.citations[c.id].sha256 for c in answer.triage.citations] == [
+        c.sha256 for c in answer.triage.citations
+    ]
 
     with pytest.raises(sdk.ApiException) as refused:
         api.triage(sdk.TriageRequest.from_dict(CONTRADICTION))

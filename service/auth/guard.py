@@ -45,6 +45,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/v1/rules/<rule_id>": "knowledge",
     "/v1/sources": "knowledge",
     "/v1/sources/<source_id>": "knowledge",
+    "/v1/citations/<citation_id>": "knowledge",
     "/cds-services": "cds",
     "/cds-services/<service_id>": "cds",
     "/cds-services/<service_id>/feedback": "cds",
@@ -114,8 +115,8 @@ def init_access(app: flask.Flask) -> None:
             app,
             resources={r"/(v1|cds-services)(/.*)?": {"origins": origins}},
             methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Knowledge-Version"],
+            allow_headers=["Authorization", "Content-Type", "Prefer", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Knowledge-Version", "Preference-Applied"],
             max_age=600,
         )
     if policy.open:

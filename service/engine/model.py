@@ -7,14 +7,29 @@ from typing import Any
 
 from service.engine.logic import Condition
 
-# A citation's locator fields, in the order answers show them.
-LOCATOR = ("source", "file", "kind", "authority", "section", "heading", "paragraph", "start", "end", "sha256")
+# A citation as answers show it: its catalog id, then its locator (with the source's title and the section's
+# heading, so it reads without another call), in this order.
+LOCATOR = (
+    "id",
+    "source",
+    "title",
+    "file",
+    "kind",
+    "authority",
+    "section",
+    "heading",
+    "paragraph",
+    "start",
+    "end",
+    "sha256",
+)
 
 
 @dataclass(frozen=True)
 class Citation:
-    id: str
+    id: str  # the catalog key in citations.yaml, e.g. 000.seek.ces_bladder_bowel
     source: str
+    title: str  # the source's title (the project's own description, sources.yaml)
     file: str
     source_sha256: str
     kind: str

@@ -199,6 +199,7 @@ class _Builder:
             out[cid] = Citation(
                 cid,
                 src["id"],
+                src["title"],
                 src["file"],
                 src["sha256"],
                 src["kind"],

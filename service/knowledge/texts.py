@@ -21,8 +21,11 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT) -> list[str]:
-    """Every source whose file hash differs and every citation whose span hash differs.
+def load_texts(
+    kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT
+) -> tuple[dict[str, str], list[str]]:
+    """The texts that match the fingerprints the knowledge base cites (source id -> text), and the problems:
+    every source whose file cannot be read or whose hash differs, and every citation whose span hash differs.
 
     Published texts come from `folder` (skipped when None); the project's own from `project` (skipped
     when None, or when the file is not there and `folder` is not None: an installation without docs)."""
@@ -48,10 +51,26 @@ def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | 
         text = texts.get(cit.source)
         if text is not None and sha256(text[cit.start : cit.end]) != cit.sha256:
             problems.append(f"citation {cit.id}: span {cit.start}-{cit.end} does not match its sha256")
-    return problems
+    return texts, problems
 
 
-def verify_texts(kb: KnowledgeBase, folder: Path | str | None) -> None:
-    problems = text_problems(kb, folder)
+def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT) -> list[str]:
+    """Every source whose file hash differs and every citation whose span hash differs (see load_texts)."""
+    return load_texts(kb, folder, project)[1]
+
+
+def verify_texts(kb: KnowledgeBase, folder: Path | str | None) -> dict[str, str]:
+    """The verified texts (source id -> text); raises KnowledgeError listing every mismatch."""
+    texts, problems = load_texts(kb, folder)
     if problems:
         raise KnowledgeError(problems)
+    return texts
+
+
+def shown_texts(kb: KnowledgeBase, folder: Path | str | None) -> dict[str, str]:
+    """The texts the service may show beside a citation: with `folder`, every text (verified, else
+    KnowledgeError); without it, only the service's own policy, when this installation holds it unchanged."""
+    if folder:
+        return verify_texts(kb, folder)
+    texts, _ = load_texts(kb, None)  # a missing or edited policy is simply not shown
+    return texts

@@ -8,9 +8,11 @@ from flask_smorest import abort
 from marshmallow import ValidationError
 
 from schemas.batch import BATCH_REQUEST, BatchRequest, BatchResponse
+from schemas.compact import PREFER_HEADER, PREFERENCE_APPLIED, BatchResponseCompact, TriageResponseCompact
 from schemas.examples import TRIAGE_REQUEST
 from schemas.triage import TriageRequest, TriageResponse
 from service.audit import audit_decision
+from service.compact import PREFERENCE, compact_answer, compact_batch, wants_compact
 from service.engine import evaluate
 from service.engine.model import KnowledgeBase
 from service.errors import validation_problem
@@ -29,11 +31,25 @@ def example(data: Any) -> Any:
     return orjson.loads(orjson.dumps(data))
 
 
-def json_response(data: Any) -> flask.Response:
+def json_response(data: Any, compact: bool = False) -> flask.Response:
     """The engine's answer as JSON, encoded by orjson (key order kept, UTF-8) in microseconds, not tens.
     It is already in the response schema's shape, so marshmallow's dump is skipped (tests/test_validation.py
-    shows the dump would return it unchanged)."""
-    return flask.Response(orjson.dumps(data), mimetype="application/json")
+    shows the dump would return it unchanged). Its shape depends on the Prefer header (service/compact.py)."""
+    response = flask.Response(orjson.dumps(data), mimetype="application/json")
+    response.headers["Vary"] = "Prefer"  # a fresh response: nothing else has set Vary yet
+    if compact:
+        response.headers["Preference-Applied"] = PREFERENCE
+    return response
+
+
+def compact_wanted() -> bool:
+    """Whether the request's Prefer header asks for compact citations."""
+    return wants_compact(flask.request.environ.get("HTTP_PREFER"))
+
+
+def answers(default: type, compact: type) -> dict[str, Any]:
+    """A 200 response's schema: the default shape, or the compact one when `Prefer: citations=compact` applied."""
+    return {"oneOf": [default, compact]}
 
 
 # Schema instances, not classes: webargs would build a new schema (deep-copying its fields) on
@@ -44,20 +60,31 @@ BATCH_REQUEST_SCHEMA = BatchRequest()
 
 @blp.route("/triage", methods=["POST"])
 @blp.arguments(TRIAGE_REQUEST_SCHEMA, example=TRIAGE_REQUEST)
-@blp.response(200, TriageResponse, example=example(evaluate(load_knowledge(), TRIAGE_REQUEST)), returns_response=True)
+@blp.response(
+    200,
+    answers(TriageResponse, TriageResponseCompact),
+    example=example(evaluate(load_knowledge(), TRIAGE_REQUEST)),  # the default shape (OpenAPI 3.0: one of
+    # example and examples; tests/test_compact.py checks the compact shape of the same answer)
+    headers=PREFERENCE_APPLIED,
+    returns_response=True,
+)
 @blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
 @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE", description="Body larger than 64 KiB.")
 @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE", description="Body not sent as application/json.")
-@blp.doc(operationId="triage")
+@blp.doc(operationId="triage", parameters=[PREFER_HEADER])
 def triage(body: dict[str, Any]) -> flask.Response:
     """Triage a patient from exam findings
 
     Returns the level, ranked causes, referrals, advice, the questions still to ask and the
     rule trace. Deterministic: the same findings and knowledge version give the same answer.
+    With `Prefer: citations=compact` each citation comes once, in the top-level `citations`
+    object, and cited items list ids (TriageResponseCompact); the default is TriageResponse.
     """
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not two
     result = evaluate(app.extensions[KNOWLEDGE], body)
     audit_decision("api", body, result, app.config["AUDIT_HASH_KEY"])
+    if compact_wanted():
+        return json_response(compact_answer(result), compact=True)
     return json_response(result)  # already in TriageResponse's shape: no dump needed
 
 
@@ -95,14 +122,15 @@ def answer_batch(
 @blp.arguments(BATCH_REQUEST_SCHEMA, example=BATCH_REQUEST, max_content_length="BATCH_MAX_CONTENT_LENGTH")
 @blp.response(
     200,
-    BatchResponse,
+    answers(BatchResponse, BatchResponseCompact),
     example=example(answer_batch(load_knowledge(), BATCH_REQUEST["cases"], {})[0]),
+    headers=PREFERENCE_APPLIED,
     returns_response=True,
 )
 @blp.alt_response(400, response="BAD_REQUEST", description="Malformed JSON body.")
 @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE", description=BATCH_TOO_LARGE)
 @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE", description="Body not sent as application/json.")
-@blp.doc(operationId="triageBatch")
+@blp.doc(operationId="triageBatch", parameters=[PREFER_HEADER])
 def triage_batch(body: dict[str, Any]) -> flask.Response:
     """Triage many patients in one call
 
@@ -111,6 +139,8 @@ def triage_batch(body: dict[str, Any]) -> flask.Response:
     422), in request order. The response is 200 whenever the request itself is well-formed, even
     if every case is rejected; errors of the request itself (malformed JSON, too large, `cases`
     missing, empty or longer than TRIAGE_BATCH_MAX_CASES) are problem+json as for the single call.
+    With `Prefer: citations=compact` the answers list citation ids and one top-level `citations`
+    object holds every citation any of them names, once (BatchResponseCompact).
     """
     config = flask.current_app.config
     limit = config["BATCH_MAX_CASES"]
@@ -120,4 +150,6 @@ def triage_batch(body: dict[str, Any]) -> flask.Response:
     response_body, decided = answer_batch(knowledge_base(), body["cases"], acceptors)
     for data, answer in decided:  # one audit event (and decision metric) per answered case
         audit_decision("batch", data, answer, config["AUDIT_HASH_KEY"])
+    if compact_wanted():
+        return json_response(compact_batch(response_body), compact=True)
     return json_response(response_body)  # answers are already in TriageResponse's shape: no dump
