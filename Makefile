@@ -56,12 +56,12 @@ bench: $(STAMP)
 	bash tools/ensure-debian-packages.sh wrk
 	$(BIN)/python -m bench
 
-# docs/knowledge-graph.svg, the README's picture of the rules (a test fails when it is stale).
+# docs/knowledge-graph.svg, the knowledge guide's picture of the rules (a test fails when it is stale).
 graph: $(STAMP)
 	bash tools/ensure-debian-packages.sh dot
 	$(BIN)/python -m service knowledge graph -o docs/knowledge-graph.svg
 
-# docs/api-docs.png, the README's picture of /docs: taken by the browser test itself.
+# docs/api-docs.png, the REST guide's picture of /docs: taken by the browser test itself.
 screenshot: $(STAMP)
 	DOCS_SCREENSHOT=$(CURDIR)/docs/api-docs.png $(BIN)/python -m pytest -q tests/test_docs_browser.py
 

@@ -124,7 +124,7 @@ def on_starting(server):
     addresses = server.cfg.bind if isinstance(server.cfg.bind, list) else [server.cfg.bind]
     problem = None if all(_is_local(a) for a in addresses) else _beyond_loopback_problem()
     if problem:
-        print(f"refusing to start: binding to a non-loopback address, but {problem}; see README, Deployment",
+        print(f"refusing to start: binding to a non-loopback address, but {problem}; see docs/deployment.md",
               file=sys.stderr)  # fmt: skip
         on_exit(server)
         sys.exit(2)

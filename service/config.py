@@ -16,7 +16,7 @@ class DefaultConfig:
     BATCH_MAX_CASES = 500  # openapi.yaml states this default (schemas/batch.py DEFAULT_MAX_CASES)
     BATCH_MAX_CONTENT_LENGTH = 4 * 1024 * 1024
 
-    # --- access to /v1, /metrics and the docs (see README, "Deployment") ---
+    # --- access to /v1, /metrics and the docs (see docs/deployment.md) ---
     API_OPEN = False  # no credentials needed: `make run` on loopback only; gunicorn refuses it elsewhere
     API_KEYS_FILE = ""  # YAML: keys: [{id, sha256, scopes, revoked}]; only hashes, never keys
     API_JWT_TRUST_FILE = ""  # bearer JWT issuers, same format as CDS_TRUST_FILE
@@ -27,7 +27,7 @@ class DefaultConfig:
     # plain SHA-256, which someone could reverse by trying every combination of findings.
     AUDIT_HASH_KEY = ""
 
-    # --- CDS Hooks (see README, "EHR integration") ---
+    # --- CDS Hooks (see docs/ehr-integration.md) ---
     # The service's public base URL, e.g. https://cds.example.org. JWT audiences and card links are
     # built from it; without it, from the Host the request came to (fine behind no proxy only).
     PUBLIC_BASE_URL = ""

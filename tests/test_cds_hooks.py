@@ -1299,9 +1299,9 @@ def test_invalid_thresholds_are_refused_at_start(kb, tmp_path, old, new, problem
 
 
 def test_the_readme_mapping_table_matches_the_bundled_mapping(kb):
-    """README "Mapping local codes": the table lists every LOINC and SNOMED CT code the bundled mapping reads
-    (and no other), and the count of the service's own codes is the mapping's."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    """docs/ehr-integration.md "Mapping local codes": the table lists every LOINC and SNOMED CT code the
+    bundled mapping reads (and no other), and the count of the service's own codes is the mapping's."""
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "ehr-integration.md").read_text(encoding="utf-8")
     mapping = load_mapping(kb)
     names = {"LOINC": "http://loinc.org", "SNOMED CT": SCT}
     rows = re.findall(r"^\| `([0-9-]+)` [^|]+\| (LOINC|SNOMED CT) \| (Observation|Condition)", readme, re.M)

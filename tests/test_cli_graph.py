@@ -1,8 +1,8 @@
 """`python -m service knowledge graph`: the rules drawn as findings -> rules -> levels, causes, referrals.
 
 Graphviz's `dot` comes from Debian's graphviz package (make test installs it). The picture the
-README shows, docs/knowledge-graph.svg, must be the current knowledge's: a test fails when a rule
-is added, removed or renamed without redrawing it (`make graph`).
+knowledge authoring guide shows, docs/knowledge-graph.svg, must be the current knowledge's: a test
+fails when a rule is added, removed or renamed without redrawing it (`make graph`).
 """
 
 from __future__ import annotations

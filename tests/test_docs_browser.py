@@ -3,7 +3,7 @@
 The page is served by a live gunicorn. The test waits for Swagger UI to render the operations,
 opens the triage operation, checks that its request example is shown and that every request the
 page made went to the service itself, and takes a screenshot. `make screenshot` runs this test with
-DOCS_SCREENSHOT=docs/api-docs.png to renew the one the README shows.
+DOCS_SCREENSHOT=docs/api-docs.png to renew the one docs/rest-api.md shows.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from tests.live import request_id
 from tests.scenarios import exam
 
 VALID = {"findings": exam({"slr.result": "weak"})}
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"  # the guide that documents the audit line
 DECISION_FIELDS_INTRO = "Each decision writes one `triage_decision` log event"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

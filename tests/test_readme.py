@@ -1,4 +1,5 @@
-"""Every curl example in the README runs against a live gunicorn, and what the README shows is checked.
+"""Every curl example in the README and the guides under docs/ runs against a live gunicorn, and what
+they show is checked.
 
 An example is a ```sh block with one curl command. A `# STATUS CONTENT-TYPE` comment in it gives
 the expected status and media type (200 application/json when absent); a ```json block right after
@@ -24,6 +25,16 @@ from tests.live import Replica, running
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# The README and the guides it points to, in reading order (an example may use the card received by an
+# earlier one in the same document).
+DOCUMENTS = (
+    README,
+    ROOT / "docs" / "rest-api.md",
+    ROOT / "docs" / "ehr-integration.md",
+    ROOT / "docs" / "deployment.md",
+    ROOT / "docs" / "knowledge-authoring.md",
+    ROOT / "docs" / "clinical-safety" / "README.md",
+)
 SHOWN_HOST = "http://127.0.0.1:8000"
 LEFT_OUT = "..."
 CARD_UUID = "<card uuid>"  # the feedback example names the card it answers: the one just received
@@ -33,6 +44,7 @@ STATUS = re.compile(r"^# (\d{3}) ([\w.+-]+/[\w.+-]+)", re.M)  # "# 422 applicati
 
 @dataclass
 class Example:
+    document: str
     line: int
     script: str
     status: int
@@ -40,15 +52,16 @@ class Example:
     shown: Any  # the answer as shown, or None
 
 
-def examples() -> list[Example]:
-    text = README.read_text(encoding="utf-8")
+def examples(path: Path = README) -> list[Example]:
+    text = path.read_text(encoding="utf-8")
+    name = str(path.relative_to(ROOT))
     blocks = list(FENCE.finditer(text))
     found = []
     for i, block in enumerate(blocks):
         language, body = block.group(1), block.group(2)
         if language != "sh" or "curl " not in body:
             continue
-        assert body.count("curl ") == 1, f"README line {_line(text, block)}: one curl command per example"
+        assert body.count("curl ") == 1, f"{name} line {_line(text, block)}: one curl command per example"
         status = STATUS.search(body)
         shown = None
         following = blocks[i + 1] if i + 1 < len(blocks) else None
@@ -58,6 +71,7 @@ def examples() -> list[Example]:
                 shown = json.loads(following.group(2))
         found.append(
             Example(
+                name,
                 _line(text, block),
                 body,
                 int(status.group(1)) if status else 200,
@@ -112,27 +126,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
         yield replica
 
 
-def test_the_readme_has_its_curl_examples():
-    found = examples()
-    assert len(found) >= 6
-    assert sum(e.shown is not None for e in found) >= 5
+def test_the_readme_and_guides_have_their_curl_examples():
+    assert examples(README), "the README shows one call"
+    found = [e for path in DOCUMENTS for e in examples(path)]
+    assert len(found) >= 7
+    assert sum(e.shown is not None for e in found) >= 6
 
 
 @pytest.mark.live
-def test_every_curl_example_answers_as_shown(server):
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name if path != README else "README")
+def test_every_curl_example_answers_as_shown(server, document):
     last_card = None
-    for example in examples():
+    for example in examples(document):
         script = example.script.replace(SHOWN_HOST, server.url)
         if CARD_UUID in script:
-            assert last_card, f"README line {example.line}: no card received before the feedback example"
+            assert last_card, f"{example.document} line {example.line}: no card received before the feedback example"
             script = script.replace(CARD_UUID, last_card)
         # The example as written, with curl told to add the status and media type after the body.
         wrapped = "curl() { command curl -w '\\n%{http_code} %{content_type}' --max-time 20 \"$@\"; }\n" + script
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", wrapped], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"README line {example.line}: {done.stderr}"
+        where = f"{example.document} line {example.line}"
+        assert done.returncode == 0, f"{where}: {done.stderr}"
         body, _, tail = done.stdout.rpartition("\n")
         status, _, media_type = tail.partition(" ")
-        where = f"README line {example.line}"
         assert int(status) == example.status, f"{where}: {status} {body[:300]}"
         assert media_type.split(";")[0] == example.media_type, where
         answer = json.loads(body) if body else None
