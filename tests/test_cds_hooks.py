@@ -1122,6 +1122,19 @@ def test_a_temperature_that_cannot_be_read_leaves_fever_unknown_and_is_named(cds
     assert "not recognised" in note and "stays unknown" in note
 
 
+@pytest.mark.parametrize(("value", "unit"), [(38.5, "[degF]"), (3.85, "Cel"), (385, "Cel"), (24.0, "Cel")])
+def test_a_temperature_no_patient_could_have_leaves_fever_unknown_and_is_named(cds, value, unit):
+    """Independent review, issue 23; policy SP-3 p1: 38.5 entered as [degF] or 3.85 for 38.5 would read as
+    'no fever' against the threshold. A value outside a possible body temperature is a recording error:
+    fever stays unknown and asked, never absent, and the record is named."""
+    call = with_vitals(observations_for(BACK_PAIN_FEVER_UNKNOWN), [temperature(value, unit)])
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert fever_read(card) == "unknown"
+    assert "(provisional)" in card["summary"]
+    [note] = [item for item in not_used(card) if item.startswith("Observation/obs-90")]
+    assert "not a possible reading" in note and "stays unknown" in note
+
+
 def test_a_temperature_recorded_without_a_value_leaves_fever_unknown(cds):
     """Policy SP-3 p1: dataAbsentReason leaves fever unknown and asked."""
     reading = temperature(38.5, dataAbsentReason=coded("unknown"))
@@ -1229,6 +1242,18 @@ def test_the_patients_birth_date_gives_the_age_the_rules_see_through_the_fhir_re
     card = the_card(stub_client(fhir_stub).post(SERVICE_URL, json=call))
     assert fetched(fhir_stub) == [queries["patient"], queries["observations"]]
     assert ("RF-WEIGHT-LOSS-BACK-PAIN-50" in rules(card)) is aged_50
+
+
+@pytest.mark.parametrize("born", ["1950", "1950-03"])
+def test_a_birth_date_without_a_day_leaves_the_age_unknown_and_says_so(cds, born):
+    """Independent review, issue 23; policy SP-3 p1 and SP-8: a year or year-month birthDate (valid FHIR)
+    gives no exact age; the age stays unknown (asked), and the card names the birth date it could not use."""
+    call = prefetched(observations_for(WEIGHT_LOSS_BACK_PAIN), None)
+    call["prefetch"]["patient"] = patient(birthDate=born)
+    card = the_card(cds.post(SERVICE_URL, json=call))
+    assert "RF-WEIGHT-LOSS-BACK-PAIN-50" not in rules(card)
+    assert "(provisional)" in card["summary"]  # the age is asked for
+    assert any("Date of birth" in item and "not a full date" in item for item in not_used(card))
 
 
 @pytest.mark.parametrize(

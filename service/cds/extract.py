@@ -225,6 +225,11 @@ def _read_value(entry: Entry, obs: dict[str, Any]) -> tuple[Any, str | None]:
     return number, None
 
 
+# A reading outside what a living patient's body temperature can be is a recording error (38.5 entered
+# as [degF], 3.85 for 38.5): read against the threshold it would say "no fever", so it is not used.
+PLAUSIBLE_BODY_TEMPERATURE = {"Cel": (25.0, 45.0), "[degF]": (77.0, 113.0)}
+
+
 def _read_threshold(threshold: dict[str, float], obs: dict[str, Any]) -> tuple[Any, str | None]:
     """present at or above the threshold of the quantity's UCUM unit, absent below it; else why not used."""
     quantity = obs.get("valueQuantity")
@@ -236,6 +241,9 @@ def _read_threshold(threshold: dict[str, float], obs: dict[str, Any]) -> tuple[A
     limit = threshold.get(unit) if isinstance(unit, str) else None
     if limit is None or isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
         return None, problem
+    low, high = PLAUSIBLE_BODY_TEMPERATURE.get(unit, (-math.inf, math.inf))
+    if not low <= number <= high:
+        return None, f"value outside {low:g} to {high:g} {unit}, not a possible reading; the finding stays unknown"
     return ("present" if number >= limit else "absent"), None
 
 
@@ -313,6 +321,10 @@ def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extra
     if isinstance(gender, str) and gender in SEXES:  # anything else leaves the sex unknown
         info["sex"] = gender
     born = patient.get("birthDate")
+    if born is not None and not (isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born)):
+        # A year or year-month birthDate (valid FHIR) gives no exact age: say so, never drop it silently.
+        reason = "birthDate is not a full date (year-month-day); the age stays unknown"
+        out.notes.append(Note(f"Patient/{patient_id}", "Date of birth", reason))
     if isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born):
         try:
             birth = date.fromisoformat(born)
