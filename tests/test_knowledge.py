@@ -15,21 +15,21 @@ from schemas.triage import ReferralOut, TriageLevel, TriageRequest
 from service import create_app
 from service.knowledge import KnowledgeError, load_knowledge
 from service.knowledge.loader import BUNDLED
-from service.knowledge.texts import text_problems
+from service.knowledge.texts import load_texts
 from tests.knowledge_copies import knowledge_with
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_citation_resolves_against_the_source_texts(kb, seeds_dir):
-    assert text_problems(kb, seeds_dir) == []
+    assert load_texts(kb, seeds_dir)[1] == []
     assert len(kb.citations) > 50
 
 
 def test_every_citation_of_the_service_policy_resolves_against_the_repository(kb):
     """The policy (docs/clinical-safety/policy.md) is a source like the texts: an edit without
     `make manifest cite` fails here."""
-    assert text_problems(kb, None) == []
+    assert load_texts(kb, None)[1] == []
     assert sum(c.source == "SP" for c in kb.citations.values()) >= 20
 
 
@@ -48,7 +48,7 @@ def test_an_edited_policy_is_refused(kb, tmp_path):
     policy.parent.mkdir(parents=True)
     text = (ROOT / "docs" / "clinical-safety" / "policy.md").read_text(encoding="utf-8")
     policy.write_text(text.replace("65", "75", 1), encoding="utf-8")
-    assert text_problems(kb, None, project=tmp_path) == [
+    assert load_texts(kb, None, project=tmp_path)[1] == [
         "source SP: docs/clinical-safety/policy.md differs from the text the knowledge base cites"
     ]
 

@@ -54,11 +54,6 @@ def load_texts(
     return texts, problems
 
 
-def text_problems(kb: KnowledgeBase, folder: Path | str | None, project: Path | None = PROJECT) -> list[str]:
-    """Every source whose file hash differs and every citation whose span hash differs (see load_texts)."""
-    return load_texts(kb, folder, project)[1]
-
-
 def verify_texts(kb: KnowledgeBase, folder: Path | str | None) -> dict[str, str]:
     """The verified texts (source id -> text); raises KnowledgeError listing every mismatch."""
     texts, problems = load_texts(kb, folder)
