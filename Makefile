@@ -61,9 +61,11 @@ graph: $(STAMP)
 	bash tools/ensure-debian-packages.sh dot
 	$(BIN)/python -m service knowledge graph -o docs/knowledge-graph.svg
 
-# docs/api-docs.png, the REST guide's picture of /docs: taken by the browser test itself.
+# docs/api-docs.png (the REST guide's picture of /docs) and docs/rule-page.png (the EHR guide's
+# picture of a rule page): taken by the browser tests themselves.
 screenshot: $(STAMP)
-	DOCS_SCREENSHOT=$(CURDIR)/docs/api-docs.png $(BIN)/python -m pytest -q tests/test_docs_browser.py
+	DOCS_SCREENSHOT=$(CURDIR)/docs/api-docs.png PAGES_SCREENSHOT=$(CURDIR)/docs/rule-page.png \
+		$(BIN)/python -m pytest -q tests/test_docs_browser.py tests/test_pages_browser.py
 
 # Where a triage call spends its time, in process (pyinstrument); see docs/performance.md.
 profile: $(STAMP)

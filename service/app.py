@@ -89,11 +89,12 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     for name, scheme in {**SECURITY_SCHEMES, "cdsClientJwt": CDS_CLIENT_JWT}.items():
         api.spec.components.security_scheme(name, scheme)
     api.spec.plugins.append(AccessDocs())  # before the blueprints: it documents each path as it is added
-    from service.routes import cds, citations, docs, health, knowledge, sources, triage
+    from service.routes import cds, citations, docs, health, knowledge, pages, sources, triage
 
     for module in (triage, knowledge, citations, sources, health, cds):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)  # a plain blueprint: the docs are not in their own OpenAPI document
+    app.register_blueprint(pages.blp)  # HTML for people, not part of the API's contract either
 
     @app.get("/openapi.yaml")
     def openapi_yaml() -> flask.Response:

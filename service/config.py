@@ -23,6 +23,7 @@ class DefaultConfig:
     API_JWT_AUDIENCE = ""  # the `aud` API tokens must carry; PUBLIC_BASE_URL when empty
     METRICS_OPEN = False  # /metrics without credentials (restrict the network instead)
     DOCS_OPEN = False  # /openapi.json, /openapi.yaml without credentials
+    PAGES_OPEN = True  # the clinician pages (/knowledge, /knowledge/rules/<id>) without credentials: no patient data
     # Key for the findings fingerprint in the audit log (HMAC-SHA256). Without it the fingerprint is a
     # plain SHA-256, which someone could reverse by trying every combination of findings.
     AUDIT_HASH_KEY = ""

@@ -49,8 +49,17 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/cds-services": "cds",
     "/cds-services/<service_id>": "cds",
     "/cds-services/<service_id>/feedback": "cds",
+    "/knowledge": "knowledge",
+    "/knowledge/rules/<rule_id>": "knowledge",
+    "/knowledge/pages.css": "knowledge",
 }
-_OPENED_BY = {"docs": "DOCS_OPEN", "metrics": "METRICS_OPEN"}  # the setting that opens such a route
+# The setting that opens a route without a credential (else it needs its scope).
+OPENED_BY = {
+    **{route: "DOCS_OPEN" for route, scope in ROUTE_SCOPES.items() if scope == "docs"},
+    "/metrics": "METRICS_OPEN",
+    # The clinician pages: no patient data, and a clinician following a CDS card link has no API credential.
+    **{route: "PAGES_OPEN" for route in ROUTE_SCOPES if route.startswith("/knowledge")},
+}
 
 
 # How /v1 is authenticated, as the OpenAPI document declares it (AccessDocs).
@@ -133,7 +142,7 @@ def _check_access() -> None:
         return  # routing answers 404/405 itself; CORS preflights carry no credentials
     route = route_template(rule.rule)
     scope = ROUTE_SCOPES.get(route, "knowledge")
-    flag = _OPENED_BY.get(scope)
+    flag = OPENED_BY.get(route)
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
     if scope in (None, "cds") or (flag and app.config[flag]):
         return

@@ -159,8 +159,8 @@ def _suggestion(label: str, actions: list[tuple[str, dict[str, Any]]]) -> dict[s
 
 def _links(result: dict[str, Any], ctx: CardContext) -> list[dict[str, Any]]:
     links = [
-        {"label": f"Rule {rule}", "url": f"{ctx.base_url}/v1/rules/{rule}", "type": "absolute"}
+        {"label": f"Rule {rule}", "url": f"{ctx.base_url}/knowledge/rules/{rule}", "type": "absolute"}
         for rule in result["triage"]["rules"]
     ]
-    links.append({"label": "All rules and their sources", "url": f"{ctx.base_url}/v1/knowledge", "type": "absolute"})
+    links.append({"label": "All rules and their sources", "url": f"{ctx.base_url}/knowledge", "type": "absolute"})
     return links

@@ -161,3 +161,4 @@ class KnowledgeBase:
     authorities: dict[str, str] = field(default_factory=dict)  # authority -> what it means
     emergency_tests: tuple[str, ...] = ()  # tests an emergency department arranges itself (policy SP-9)
     rules_by_id: dict[str, Rule] = field(default_factory=dict)
+    derived: dict[str, Any] = field(default_factory=dict)  # named conditions as written (the rule pages read them)

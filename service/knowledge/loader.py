@@ -167,6 +167,7 @@ class _Builder:
             authorities=dict(catalog["authorities"]),
             emergency_tests=emergency_tests,
             rules_by_id={r.id: r for r in rules},
+            derived=dict(self.derived),
         )
 
     # -- citations ----------------------------------------------------------------------------
