@@ -909,7 +909,7 @@ def test_discovery_with_a_fresh_es384_token(cds_jwt_client):
 def test_service_call_with_a_fresh_token(cds_jwt_client, key):
     response = cds_jwt_client.post(SERVICE_URL, json=call_for(exam()), headers=bearer(key))
     card = the_card(response)
-    assert card["source"]["url"] == PUBLIC + "/v1/sources"  # links follow the public base URL
+    assert card["source"]["url"] == PUBLIC + "/knowledge"  # links follow the public base URL
 
 
 def test_feedback_with_a_fresh_token(cds_jwt_client):

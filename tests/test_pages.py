@@ -127,11 +127,15 @@ def test_a_site_can_close_the_pages():
         assert closed.get(path).status_code == 401, path
 
 
-def test_every_card_link_opens_for_a_clinician_without_a_credential(without_texts):
-    """Friction (issue 23): card links went to /v1/rules and /v1/knowledge, a 401 for a clinician's browser."""
+def test_every_card_link_opens_for_a_clinician_without_a_credential():
+    """Friction (issue 23): card links went to /v1/rules and /v1/knowledge, and source.url to /v1/sources,
+    each a 401 for a clinician's browser."""
+    public = "https://cds.example.org"
+    client = create_app({**CLOSED_API, "PUBLIC_BASE_URL": public}).test_client()
     call = call_for({"bladder": "retention", "slr": {"result": "weak", "side": "left"}})
-    [card] = without_texts.post(SERVICE_URL, json=call).get_json()["cards"]
-    assert len(card["links"]) >= 2
-    for link in card["links"]:
-        response = without_texts.get(link["url"].removeprefix("http://localhost"))
-        assert response.status_code == 200 and response.mimetype == "text/html", link["url"]
+    [card] = client.post(SERVICE_URL, json=call).get_json()["cards"]
+    urls = [link["url"] for link in card["links"]] + [card["source"]["url"]]
+    assert len(urls) >= 3 and all(url.startswith(public + "/") for url in urls)
+    for url in urls:
+        response = client.get(url.removeprefix(public))
+        assert response.status_code == 200 and response.mimetype == "text/html", url

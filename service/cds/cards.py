@@ -76,7 +76,7 @@ def triage_card(
 ) -> dict[str, Any]:
     source: dict[str, Any] = {"label": f"Leg-raise triage (knowledge {result['knowledge']['version']})"}
     if ctx.public:
-        source["url"] = f"{ctx.base_url}/v1/sources"
+        source["url"] = f"{ctx.base_url}/knowledge"  # opened in the clinician's browser: the page, not the API
     card = {
         "uuid": str(uuid.uuid4()),
         "summary": summary(result, kb.incomplete["label"]),
