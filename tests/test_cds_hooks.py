@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import re
 import socket
@@ -23,8 +24,10 @@ import pytest
 import yaml
 
 from service import create_app
+from service.cds.extract import Gathered, extract
 from service.cds.fhir_out import EXT_LEVEL, EXT_RULE, OWN_SYSTEM
-from service.cds.mapping import BUNDLED, MappingError, load_mapping
+from service.cds.mapping import AGE, BUNDLED, Ages, MappingError, load_mapping, read_ages
+from service.engine.logic import Atom
 from tests.fhir_cases import (
     PATIENT_ID,
     SERVICE_URL,
@@ -1244,16 +1247,142 @@ def test_the_patients_birth_date_gives_the_age_the_rules_see_through_the_fhir_re
     assert ("RF-WEIGHT-LOSS-BACK-PAIN-50" in rules(card)) is aged_50
 
 
-@pytest.mark.parametrize("born", ["1950", "1950-03"])
-def test_a_birth_date_without_a_day_leaves_the_age_unknown_and_says_so(cds, born):
-    """Independent review, issue 23; policy SP-3 p1 and SP-8: a year or year-month birthDate (valid FHIR)
-    gives no exact age; the age stays unknown (asked), and the card names the birth date it could not use."""
-    call = prefetched(observations_for(WEIGHT_LOSS_BACK_PAIN), None)
+# Policy SP-5 p3 (H-01, H-04): a sudden failed raise with severe low back pain is an emergency at 65 or over,
+# urgent below (RF-OLDER-SUDDEN-SEVERE-BACK-PAIN, tests/clinical_cases.py "... at 65" and "... at 64").
+SUDDEN_SEVERE_BACK_PAIN = exam(
+    {"slr.result": "unable", "history.onset": "sudden", "pain.locations": ["low_back"], "pain.severity": 7}
+)
+# Policy SP-8 p2 (H-04): a limping child with fever is an emergency (RF-CHILD-FEVER-HIP), outside intended use.
+LIMPING_WITH_FEVER = exam({"systemic.fever": "present", "function.walking_affected": "present"})
+AGE_QUESTION = "How old is the patient, in years?"
+
+
+def _birth_date_call(findings: dict[str, Any], born: Any) -> dict[str, Any]:
+    call = prefetched(observations_for(findings), None)
     call["prefetch"]["patient"] = patient(birthDate=born)
-    card = the_card(cds.post(SERVICE_URL, json=call))
-    assert "RF-WEIGHT-LOSS-BACK-PAIN-50" not in rules(card)
-    assert "(provisional)" in card["summary"]  # the age is asked for
-    assert any("Date of birth" in item and "not a full date" in item for item in not_used(card))
+    return call
+
+
+def _month_ago(years: int) -> str:
+    """The month before this one, `years` earlier (YYYY-MM): everyone born in it is `years` old today."""
+    last_month = datetime.now(UTC).date().replace(day=1) - timedelta(days=1)
+    return f"{last_month.year - years}-{last_month.month:02d}"
+
+
+def _date_note(card: dict[str, Any]) -> str:
+    [item] = [item for item in not_used(card) if "Date of birth" in item]
+    return item
+
+
+@pytest.mark.parametrize(
+    "born", [str(datetime.now(UTC).year - 76), f"{datetime.now(UTC).year - 76}-04", _month_ago(65)]
+)
+def test_a_birth_year_or_month_that_puts_every_possible_age_at_65_or_over_gives_the_emergency(cds, born):
+    """Independent review, issue 23; policy SP-5 p3 and SP-8: born 76 years ago this year (75 or 76 whatever
+    the day), or in the month before this one 65 years ago (65 whatever the day), a sudden failed raise with
+    severe low back pain is the emergency a full birthDate gives (RF-OLDER-SUDDEN-SEVERE-BACK-PAIN); the
+    card says the birth date was partial and which ages it allows."""
+    card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(SUDDEN_SEVERE_BACK_PAIN, born)))
+    assert level(card) == "emergency" and "RF-OLDER-SUDDEN-SEVERE-BACK-PAIN" in rules(card)
+    assert AGE_QUESTION not in still_to_ask(card)
+    note = _date_note(card)
+    assert "gives only the year" in note and ("no age threshold" in note or "whatever the day" in note)
+    assert born[:4] not in note  # the ages, never the birth date itself
+
+
+@pytest.mark.parametrize("form", ["year", "year-month"])
+def test_a_child_known_by_birth_year_or_month_gets_what_a_full_birth_date_gives(cds, form):
+    """Independent review, issue 23; policy SP-8 p2: a limping child with fever is an emergency
+    (RF-CHILD-FEVER-HIP) outside the intended use; a child born 8 years ago (7 or 8 whatever the day) is
+    a child by birth year alone, as by the full date."""
+    year = datetime.now(UTC).year - 8
+    full = the_card(cds.post(SERVICE_URL, json=_birth_date_call(LIMPING_WITH_FEVER, f"{year}-02-01")))
+    born = str(year) if form == "year" else f"{year}-02"
+    card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(LIMPING_WITH_FEVER, born)))
+    assert level(card) == level(full) == "emergency"
+    assert rules(card) == rules(full) and "RF-CHILD-FEVER-HIP" in rules(card)
+    assert card["summary"] == full["summary"] and "(under 16, outside intended use)" in card["summary"]
+    assert card["indicator"] == full["indicator"]
+    assert "birthDate gives only the year" in _date_note(card)
+
+
+def _straddling_65(form: str) -> str:
+    """A birth year (or this month's year-month) 65 years ago: 64 or 65 depending on the day. None straddles
+    on 31 December (or on a month's last day): every such birthday has passed, so the test is skipped then."""
+    today = datetime.now(UTC).date()
+    if form == "year":
+        if (today.month, today.day) == (12, 31):
+            pytest.skip("on 31 December a birth year gives an exact age")
+        return str(today.year - 65)
+    if (today + timedelta(days=1)).day == 1:
+        pytest.skip("on a month's last day a birth year-month gives an exact age")
+    return f"{today.year - 65}-{today.month:02d}"
+
+
+@pytest.mark.parametrize("form", ["year", "year-month"])
+def test_a_birth_date_whose_ages_straddle_a_threshold_leaves_the_age_unknown_and_says_why(cds, form, logs):
+    """Independent review, issue 23; policy SP-3 p1, SP-5 p3 and SP-8: born 65 years ago this year (or this
+    month), the patient is 64 or 65 depending on the day, either side of the 65 of
+    RF-OLDER-SUDDEN-SEVERE-BACK-PAIN: the age stays unknown and asked for (urgent, provisional), and the card
+    says why. Nothing about the patient is logged."""
+    born = _straddling_65(form)
+    card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(SUDDEN_SEVERE_BACK_PAIN, born)))
+    assert level(card) == "urgent" and "RF-OLDER-SUDDEN-SEVERE-BACK-PAIN" not in rules(card)
+    assert "(provisional)" in card["summary"] and AGE_QUESTION in still_to_ask(card)
+    note = _date_note(card)
+    assert "between 64 and 65" in note and "either side of 65" in note and "the age stays unknown" in note
+    assert "between 64 and 65" not in all_logged(logs) and f'"{born}"' not in all_logged(logs)
+
+
+# Deterministic: extract() on a fixed day, 6 December 2026, at the edges of the calendar, the knowledge's
+# thresholds (16, 18, 45, 50, 65 and the intended population's 16) and the schema's 0 to 130.
+DAY = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("born", "age", "says"),
+    [
+        ("1950", 75, "gives only the year; age taken as 75 to 76, which no age threshold of the rules separates"),
+        ("1950-04", 76, "gives only the year and month; age 76 whatever the day"),
+        ("1962", 63, "age taken as 63 to 64"),
+        ("1961", None, "gives only the year; the age is between 64 and 65, either side of 65"),
+        ("1961-11", 65, "age 65 whatever the day"),
+        ("1961-12", None, "gives only the year and month; the age is between 64 and 65, either side of 65"),
+        ("1976-12", None, "between 49 and 50, either side of 50"),
+        ("1981", None, "between 44 and 45, either side of 45"),
+        ("2008", None, "between 17 and 18, either side of 18"),
+        ("2010", None, "between 15 and 16, either side of 16"),
+        ("2018", 7, "age taken as 7 to 8"),
+        ("2026", 0, "age 0 whatever the day"),  # born this year: by today, never later
+        ("2026-12", 0, "age 0 whatever the day"),
+        ("1896", 129, "age taken as 129 to 130"),
+        ("1895", None, "outside 0 to 130"),  # 130 or 131: never coerced to 130
+        ("1895-01-01", None, "outside 0 to 130"),
+        ("2027", None, "outside 0 to 130"),  # in the future, as a full date in the future
+        ("2026-12-07", None, "outside 0 to 130"),
+        ("1950-13", None, "not a date"),
+        ("1950-02-30", None, "not a date"),
+        ("19500", None, "not a date"),
+        (1950, None, "not a date"),
+        ("1950-03-01", 76, None),  # a full date: the age, and no note
+    ],
+)
+def test_the_age_a_birth_date_gives_on_a_fixed_day(kb, born, age, says):
+    """Independent review, issue 23; policy SP-3 p1 and SP-8: a partial birthDate gives an age only where no
+    threshold of the knowledge (every patient.age condition and the intended population's minimum age) falls
+    between its youngest and oldest possible age; one outside the schema's 0 to 130 is never coerced."""
+    data = Gathered(patient=patient(birthDate=born))
+    found = extract(load_mapping(kb), data, patient_id=PATIENT_ID, now=DAY, max_age=timedelta(days=90))
+    assert found.request.get("patient", {}).get("age") == age
+    reasons = [n.reason for n in found.notes if n.label == "Date of birth"]
+    assert [says in reason for reason in reasons] == ([] if says is None else [True]), reasons
+
+
+def test_on_31_december_a_birth_year_gives_the_exact_age(kb):
+    """Policy SP-5 p3 and SP-8: on the last day of the year everyone born in 1961 is 65."""
+    data = Gathered(patient=patient(birthDate="1961"))
+    found = extract(load_mapping(kb), data, patient_id=PATIENT_ID, now=DAY.replace(day=31), max_age=timedelta(days=90))
+    assert found.request["patient"]["age"] == 65
 
 
 @pytest.mark.parametrize(
@@ -1336,3 +1465,13 @@ def test_the_readme_mapping_table_matches_the_bundled_mapping(kb):
     assert shown == standard
     own = sum(1 for s, _ in mapping.observations if s == mapping.own_system)
     assert f"own code system ({own} codes" in " ".join(readme.split())
+
+
+def test_the_age_thresholds_are_read_from_the_knowledge(kb):
+    """Policy SP-8: the thresholds are every patient.age condition of the rules and conflicts (findings.yaml's
+    child, under_18, aged_50_or_over, aged_65_or_over and CA-HIP-OSTEOARTHRITIS-AGE's 45) and the intended population's
+    minimum (catalog.yaml scope), within the age finding's 0 to 130; none is written in the code."""
+    assert read_ages(kb) == Ages(0, 130, (16, 18, 45, 50, 65))
+    extra = dataclasses.replace(kb.rules[0], when=Atom(AGE, "below", 40))
+    changed = dataclasses.replace(kb, rules=(*kb.rules, extra), scope=dataclasses.replace(kb.scope, min_age=21))
+    assert read_ages(changed) == Ages(0, 130, (16, 18, 21, 40, 45, 50, 65))

@@ -13,13 +13,14 @@ not used and leaves the finding unknown.
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from service.cds.mapping import UCUM, Entry, Mapping, Token
+from service.cds.mapping import UCUM, Ages, Entry, Mapping, Token
 from service.engine.model import Finding
 
 USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -109,7 +110,7 @@ def extract(mapping: Mapping, data: Gathered, *, patient_id: str, now: datetime,
                 readings.setdefault(entry.slot, []).append(_Reading(entry, *found, ref, holds, weak))
     _settle(readings, out)
     if data.patient is not None:
-        _patient(data.patient, patient_id, now, out)
+        _patient(data.patient, patient_id, now, mapping.ages, out)
     return out
 
 
@@ -313,7 +314,7 @@ def _set(findings: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extraction) -> None:
+def _patient(patient: dict[str, Any], patient_id: str, now: datetime, ages: Ages | None, out: Extraction) -> None:
     if patient.get("id") not in (None, patient_id):
         raise WrongPatient("Patient.id")
     info: dict[str, Any] = {}
@@ -321,19 +322,48 @@ def _patient(patient: dict[str, Any], patient_id: str, now: datetime, out: Extra
     if isinstance(gender, str) and gender in SEXES:  # anything else leaves the sex unknown
         info["sex"] = gender
     born = patient.get("birthDate")
-    if born is not None and not (isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born)):
-        # A year or year-month birthDate (valid FHIR) gives no exact age: say so, never drop it silently.
-        reason = "birthDate is not a full date (year-month-day); the age stays unknown"
-        out.notes.append(Note(f"Patient/{patient_id}", "Date of birth", reason))
-    if isinstance(born, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", born):
-        try:
-            birth = date.fromisoformat(born)
-        except ValueError:
-            birth = None
-        if birth:
-            today = now.date()
-            age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
-            if 0 <= age <= 130:
-                info["age"] = age
+    if born is not None and ages is not None:
+        age, reason = _age(born, now.date(), ages)
+        if age is not None:
+            info["age"] = age
+        if reason:
+            out.notes.append(Note(f"Patient/{patient_id}", "Date of birth", reason))
     if info:
         out.request["patient"] = info
+
+
+def _age(born: Any, today: date, ages: Ages) -> tuple[int | None, str]:
+    """The age a FHIR birthDate (YYYY, YYYY-MM or YYYY-MM-DD) gives today, and what the card should say.
+
+    A partial date gives an age only when no threshold of the knowledge falls between the youngest and the
+    oldest age it allows: the youngest is then on the same side of every threshold as all the others.
+    """
+    parts = re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", born) if isinstance(born, str) else None
+    if parts is None:
+        return None, "birthDate is not a date (YYYY, YYYY-MM or YYYY-MM-DD); the age stays unknown"
+    year, month, day = (int(p) if p else None for p in parts.groups())
+    try:
+        first = date(year, month or 1, day or 1)
+        last = date(year, month or 12, day or calendar.monthrange(year, month or 12)[1])
+    except ValueError:
+        return None, "birthDate is not a date (YYYY, YYYY-MM or YYYY-MM-DD); the age stays unknown"
+    if first <= today < last:  # born this month or year: by today, never later
+        last = today
+    youngest, oldest = (today.year - b.year - ((today.month, today.day) < (b.month, b.day)) for b in (last, first))
+    if youngest < ages.minimum or oldest > ages.maximum:
+        return None, f"birthDate gives an age outside {ages.minimum} to {ages.maximum}; the age stays unknown"
+    if day is not None:
+        return youngest, ""
+    given = "the year" if month is None else "the year and month"
+    between = [str(n) for n in ages.thresholds if youngest < n <= oldest]
+    if between:
+        return None, (
+            f"birthDate gives only {given}; the age is between {youngest} and {oldest}, either side of "
+            f"{' and '.join(between)}, an age the rules use; the age stays unknown"
+        )
+    if youngest == oldest:
+        return youngest, f"birthDate gives only {given}; age {youngest} whatever the day"
+    return youngest, (
+        f"birthDate gives only {given}; age taken as {youngest} to {oldest}, which no age threshold of the "
+        "rules separates"
+    )

@@ -24,6 +24,7 @@ OPTIONAL_PREFETCH_KEYS = frozenset({"vitals"})
 UCUM = "http://unitsofmeasure.org"
 
 Token = tuple[str, str]  # (system, code)
+AGE = "patient.age"  # the finding Patient.birthDate speaks for
 
 
 class MappingError(ValueError):
@@ -50,6 +51,32 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Ages:
+    """What the knowledge does with an age: the ages it allows, and every threshold of a condition on it."""
+
+    minimum: int
+    maximum: int
+    # Each n splits the ages into below n and n or over (below, at_least, the intended population's minimum).
+    thresholds: tuple[int, ...]
+
+
+def read_ages(kb: KnowledgeBase) -> Ages | None:
+    """The age finding's range and thresholds, read from the rules, conflicts and scope (None: no age finding)."""
+    finding = kb.findings.get(AGE)
+    if finding is None or finding.minimum is None or finding.maximum is None:
+        return None
+    found = {
+        atom.value
+        for item in (*kb.rules, *kb.conflicts)
+        for atom in item.when.atoms()
+        if atom.fact == AGE and atom.op in ("at_least", "below")
+    }
+    if kb.scope is not None and kb.scope.age == AGE:
+        found.add(kb.scope.min_age)
+    return Ages(finding.minimum, finding.maximum, tuple(sorted(found)))
+
+
+@dataclass(frozen=True)
 class Mapping:
     version: str
     sha256: str
@@ -57,6 +84,7 @@ class Mapping:
     observations: dict[Token, Entry]
     conditions: dict[Token, Entry]
     prefetch: dict[str, str]
+    ages: Ages | None  # from the knowledge base, for Patient.birthDate (None: it has no age finding)
 
     @property
     def own_system(self) -> str:
@@ -148,6 +176,7 @@ def load_mapping(kb: KnowledgeBase, path: str | Path | None = None) -> Mapping:
         observations=observations,
         conditions=conditions,
         prefetch=prefetch,
+        ages=read_ages(kb),
     )
 
 
