@@ -177,6 +177,10 @@ def not_used(card: dict[str, Any]) -> list[str]:
     return section(card, "Not used from the record")
 
 
+def read_in_part(card: dict[str, Any]) -> list[str]:
+    return section(card, "Read from the record in part")
+
+
 def still_to_ask(card: dict[str, Any]) -> list[str]:
     return section(card, "Still to ask")
 
@@ -715,8 +719,9 @@ def test_a_bundle_with_a_next_link_is_noted_as_partly_read(cds):
         {"relation": "next", "url": "https://fhir.example/Observation?patient=pat-1&page=2"},
     ]
     card = the_card(cds.post(SERVICE_URL, json=call))
-    [note] = [item for item in not_used(card) if item.startswith("observations (Bundle)")]
+    [note] = [item for item in read_in_part(card) if item.startswith("observations (Bundle)")]
     assert "only the first page" in note
+    assert not any(item.startswith("observations (Bundle)") for item in not_used(card))
 
 
 # === 6. the mapping file ==========================================================================
@@ -1269,8 +1274,10 @@ def _month_ago(years: int) -> str:
     return f"{last_month.year - years}-{last_month.month:02d}"
 
 
-def _date_note(card: dict[str, Any]) -> str:
-    [item] = [item for item in not_used(card) if "Date of birth" in item]
+def _date_note(card: dict[str, Any], *, used: bool = True) -> str:
+    """The card's note on the birthDate: under "read in part" when it gave the age, else "not used"."""
+    [item] = [item for item in (read_in_part if used else not_used)(card) if "Date of birth" in item]
+    assert not [item for item in (not_used if used else read_in_part)(card) if "Date of birth" in item]
     return item
 
 
@@ -1329,7 +1336,7 @@ def test_a_birth_date_whose_ages_straddle_a_threshold_leaves_the_age_unknown_and
     card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(SUDDEN_SEVERE_BACK_PAIN, born)))
     assert level(card) == "urgent" and "RF-OLDER-SUDDEN-SEVERE-BACK-PAIN" not in rules(card)
     assert "(provisional)" in card["summary"] and AGE_QUESTION in still_to_ask(card)
-    note = _date_note(card)
+    note = _date_note(card, used=False)
     assert "between 64 and 65" in note and "either side of 65" in note and "the age stays unknown" in note
     assert "between 64 and 65" not in all_logged(logs) and f'"{born}"' not in all_logged(logs)
 

@@ -114,9 +114,11 @@ def detail(kb: KnowledgeBase, result: dict[str, Any], notes: list[Note]) -> str:
     if result["missing"]:
         lines.append("\n**Still to ask:**")
         lines += [f"- {m['question']}" for m in result["missing"]]
-    if notes:
-        lines.append("\n**Not used from the record:**")
-        lines += [f"- {escape(n.reference)} ({escape(n.label)}): {escape(n.reason)}" for n in notes]
+    for heading, used in (("Read from the record in part", True), ("Not used from the record", False)):
+        listed = [n for n in notes if n.used is used]
+        if listed:
+            lines.append(f"\n**{heading}:**")
+            lines += [f"- {escape(n.reference)} ({escape(n.label)}): {escape(n.reason)}" for n in listed]
     lines.append("\n**Sources:**")
     titles = {s["id"]: s["title"] for s in kb.sources}
     sections: dict[tuple[str, str], list[int]] = {}

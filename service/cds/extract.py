@@ -46,11 +46,13 @@ class WrongPatient(Exception):
 
 @dataclass(frozen=True)
 class Note:
-    """A resource the service read but did not use, with the reason (sent back to the EHR, never logged)."""
+    """A resource the service read but did not use, or used only in part, with the reason (sent back to
+    the EHR, never logged)."""
 
     reference: str
     label: str
     reason: str
+    used: bool = False  # read, within the limits the reason gives (a partial birthDate, a first page)
 
 
 @dataclass
@@ -327,7 +329,7 @@ def _patient(patient: dict[str, Any], patient_id: str, now: datetime, ages: Ages
         if age is not None:
             info["age"] = age
         if reason:
-            out.notes.append(Note(f"Patient/{patient_id}", "Date of birth", reason))
+            out.notes.append(Note(f"Patient/{patient_id}", "Date of birth", reason, used=age is not None))
     if info:
         out.request["patient"] = info
 

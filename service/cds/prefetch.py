@@ -111,4 +111,4 @@ def _take(key: str, data: dict[str, Any], out: Gathered) -> None:
             out.notes.append(Note(f"{key} entry {index + 1}", str(kind), f"not a {expected}; not used"))
     if any(isinstance(link, dict) and link.get("relation") == "next" for link in data.get("link", []) or []):
         # Later pages are not read: the templates sort newest first, so the latest records are here.
-        out.notes.append(Note(key, "Bundle", f"only the first page ({taken} records) was read"))
+        out.notes.append(Note(key, "Bundle", f"only the first page ({taken} records) was read", used=True))
