@@ -89,6 +89,12 @@ def test_the_condition_reads_in_plain_words():
     assert place.text == "no pain locations are listed"
 
 
+def test_a_rule_for_every_answer_says_so():
+    """LV-BASELINE's condition is an empty `all`: the page says it always applies, not an empty "all of:"."""
+    phrase = condition_words({"all": []}, {})
+    assert phrase.text.startswith("always") and not phrase.parts
+
+
 def test_every_rule_condition_has_words(kb):
     for rule in kb.rules:
         assert condition_words(rule.when_source, kb.derived).text, rule.id  # raises on an operator without words

@@ -102,7 +102,8 @@ def answer_notes(result: dict[str, Any]) -> list[str]:
     if result["scope"]["population"] != "in":
         out.append(result["scope"]["note"])
     if result["triage"]["incomplete"]:
-        out.append("Incomplete assessment: no red-flag question has been answered yet.")
+        # True at any level: a more urgent level found anyway stands, and keeps its own label (policy SP-3).
+        out.append("No red-flag question has been answered yet: ask them (they are among the questions still to ask).")
     out += [f"Contradiction: {c['statement']}" for c in result["conflicts"]]
     return [*out, result["disclaimer"]]
 

@@ -42,7 +42,8 @@ def citation_view(kb: KnowledgeBase, texts: dict[str, str], cit: Citation) -> di
     """The citation's source, authority and locator, and its section paragraph by paragraph, the cited
     paragraph split around the passage (`before`, `passage`, `after`) so the page can mark it."""
     shown = passage_view(kb, texts, cit.id)
-    assert shown is not None  # cit is one of kb.citations
+    if shown is None:  # a rule cites only ids the loader found in citations.yaml
+        raise KeyError(cit.id)
     source = _source(kb, cit.source)
     section = next(s for s in source["sections"] if s["id"] == cit.section)
     view = {

@@ -34,6 +34,8 @@ def condition_words(spec: dict[str, Any], derived: dict[str, Any]) -> Phrase:
     if "of" in spec:
         return Phrase(f"at least {spec['at_least']} of:", _each(spec["of"], derived))
     if "all" in spec:
+        if not spec["all"]:  # a rule for every answer (the baseline), which other rules' levels overrule
+            return Phrase("always: every answer, whatever the findings (a more urgent rule's level overrides it)")
         return Phrase("all of:", _each(spec["all"], derived))
     if "any" in spec:
         return Phrase("any of:", _each(spec["any"], derived))
