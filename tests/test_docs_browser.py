@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,21 +18,18 @@ import pytest
 import requests
 
 from schemas.examples import TRIAGE_REQUEST
+from tests.browser import TIMEOUT_MS, ensure_chromium, loopback_browser
 from tests.live import Replica, running
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-TIMEOUT_MS = 30_000
 
 playwright = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    if not Path(CHROMIUM).exists():  # make test installs it; a bare pytest run may not have
-        subprocess.run(["bash", str(ROOT / "tools" / "ensure-debian-packages.sh"), "chromium"], check=True)
+    ensure_chromium()
     with running(tmp_path_factory.mktemp("docs"), {"WEB_CONCURRENCY": "1", "TRIAGE_DOCS_OPEN": "true"}) as replica:
         yield replica
 
@@ -54,29 +49,20 @@ def test_docs_assets_come_from_the_service(server):
 def test_docs_render_the_triage_operation_in_chromium(server, tmp_path):
     screenshot = Path(os.environ.get("DOCS_SCREENSHOT") or tmp_path / "api-docs.png")
     seen: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            # Nothing but loopback: any other host fails to resolve, and no proxy is used.
-            args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.on("request", lambda request: seen.append(request.url))
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{server.url}/docs", timeout=TIMEOUT_MS)
-            operation = page.locator("#operations-triage-triage")
-            operation.wait_for(timeout=TIMEOUT_MS)
-            assert page.locator(".opblock").count() >= 8  # every operation is listed
-            operation.locator(".opblock-summary").click()
-            example = operation.locator(".body-param__example, .highlight-code").first
-            example.wait_for(timeout=TIMEOUT_MS)
-            shown = example.inner_text()
-            page.screenshot(path=str(screenshot), full_page=False)
-        finally:
-            browser.close()
+    with playwright.sync_playwright() as p, loopback_browser(p) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.on("request", lambda request: seen.append(request.url))
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server.url}/docs", timeout=TIMEOUT_MS)
+        operation = page.locator("#operations-triage-triage")
+        operation.wait_for(timeout=TIMEOUT_MS)
+        assert page.locator(".opblock").count() >= 8  # every operation is listed
+        operation.locator(".opblock-summary").click()
+        example = operation.locator(".body-param__example, .highlight-code").first
+        example.wait_for(timeout=TIMEOUT_MS)
+        shown = example.inner_text()
+        page.screenshot(path=str(screenshot), full_page=False)
     assert not errors
     assert json.loads(shown) == TRIAGE_REQUEST  # the request example, as the OpenAPI document gives it
     hosts = {urlsplit(url).netloc for url in seen if not url.startswith(("data:", "blob:"))}

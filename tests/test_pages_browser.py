@@ -12,8 +12,6 @@ passages with the texts configured. `make screenshot` renews docs/rule-page.png 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,14 +19,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from tests.browser import TIMEOUT_MS, ensure_chromium, loopback_browser
 from tests.fhir_cases import bundle, hook_call, observations_for, patient
 from tests.live import Replica, running
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-TIMEOUT_MS = 30_000
 RULE = "RF-OLDER-FALL"  # cites only the service's policy (SP): its passages are the project's own words
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -36,8 +32,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    if not Path(CHROMIUM).exists():  # make test installs it; a bare pytest run may not have
-        subprocess.run(["bash", str(ROOT / "tools" / "ensure-debian-packages.sh"), "chromium"], check=True)
+    ensure_chromium()
     overrides = {
         "WEB_CONCURRENCY": "1",
         "TRIAGE_API_OPEN": "false",  # no credential reaches the pages: they must open on their own
@@ -55,7 +50,7 @@ def card_link(server: Replica) -> str:
     response = requests.post(f"{server.url}/cds-services/leg-raise-triage", json=call, timeout=10)
     assert response.status_code == 200, response.text
     card = response.json()["cards"][0]
-    assert card["indicator"] == "critical"  # emergency (policy SP-6: an older patient's fall)
+    assert card["indicator"] == "critical"  # emergency (policy SP-7 p3: an older patient's fall)
     links = {link["label"]: link["url"] for link in card["links"]}
     return links[f"Rule {RULE}"]
 
@@ -67,31 +62,22 @@ def test_a_card_rule_link_opens_its_page_in_chromium_without_a_credential(server
     screenshot = Path(os.environ.get("PAGES_SCREENSHOT") or tmp_path / "rule-page.png")
     seen: list[str] = []
     console: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            # Nothing but loopback: any other host fails to resolve, and no proxy is used.
-            args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 1500})
-            page.on("request", lambda request: seen.append(request.url))
-            page.on("console", lambda message: console.append(message.text))
-            response = page.goto(url, timeout=TIMEOUT_MS)
-            assert response is not None and response.status == 200
-            assert "style-src 'self'" in response.headers["content-security-policy"]
-            assert page.locator("h1").inner_text() == f"Rule {RULE}"
-            assert "aged 65 or over" in page.locator(".condition").inner_text()
-            assert "Emergency" in page.locator(".effects").inner_text()
-            marked = page.locator("mark").first
-            marked.wait_for(timeout=TIMEOUT_MS)
-            assert len(marked.inner_text()) > 40
-            # The stylesheet applied: the passage is on the page's yellow, not the browser's default mark.
-            assert marked.evaluate("m => getComputedStyle(m).backgroundColor") == "rgb(255, 224, 102)"
-            page.screenshot(path=str(screenshot), full_page=False)
-        finally:
-            browser.close()
+    with playwright.sync_playwright() as p, loopback_browser(p) as browser:
+        page = browser.new_page(viewport={"width": 1100, "height": 1500})
+        page.on("request", lambda request: seen.append(request.url))
+        page.on("console", lambda message: console.append(message.text))
+        response = page.goto(url, timeout=TIMEOUT_MS)
+        assert response is not None and response.status == 200
+        assert "style-src 'self'" in response.headers["content-security-policy"]
+        assert page.locator("h1").inner_text() == f"Rule {RULE}"
+        assert "aged 65 or over" in page.locator(".condition").inner_text()
+        assert "Emergency" in page.locator(".effects").inner_text()
+        marked = page.locator("mark").first
+        marked.wait_for(timeout=TIMEOUT_MS)
+        assert len(marked.inner_text()) > 40
+        # The stylesheet applied: the passage is on the page's yellow, not the browser's default mark.
+        assert marked.evaluate("m => getComputedStyle(m).backgroundColor") == "rgb(255, 224, 102)"
+        page.screenshot(path=str(screenshot), full_page=False)
     hosts = {urlsplit(u).netloc for u in seen}
     assert hosts == {urlsplit(server.url).netloc}, hosts  # no outside asset
     paths = {urlsplit(u).path for u in seen} - {"/favicon.ico"}  # the browser's own guess, if it makes one
