@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from service import create_app
-from service.cds.extract import Gathered, extract
+from service.cds.extract import Gathered, at_age, extract
 from service.cds.fhir_out import EXT_LEVEL, EXT_RULE, OWN_SYSTEM
 from service.cds.mapping import AGE, BUNDLED, Ages, MappingError, load_mapping, read_ages
 from service.engine.logic import Atom
@@ -1113,13 +1113,34 @@ def test_a_temperature_in_the_exam_bundle_is_read_too(cds):
         {"valueQuantity": {"unit": "Cel", "system": UCUM, "code": "Cel"}},  # no value
         {"valueQuantity": {"value": "38.5", "unit": "Cel", "system": UCUM, "code": "Cel"}},
         {"valueQuantity": {"value": 37.0, "comparator": "<", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueQuantity": {"value": 39.0, "comparator": "<=", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueQuantity": {"value": 38.5, "comparator": "ad", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueQuantity": {"value": 37.5, "comparator": ">", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueQuantity": {"value": 99.0, "comparator": ">=", "unit": "[degF]", "system": UCUM, "code": "[degF]"}},
+        {"valueQuantity": {"value": 38.5, "comparator": "~", "unit": "Cel", "system": UCUM, "code": "Cel"}},
+        {"valueQuantity": {"value": 38.5, "comparator": [">="], "unit": "Cel", "system": UCUM, "code": "Cel"}},
         {"valueBoolean": True},
     ],
-    ids=["kelvin", "no-code", "other-system", "no-value", "string-value", "comparator", "boolean"],
+    ids=[
+        "kelvin",
+        "no-code",
+        "other-system",
+        "no-value",
+        "string-value",
+        "less-than",
+        "at-most-above-38",
+        "sufficient-amount",
+        "more-than-below-38",
+        "at-least-below-100.4-F",
+        "not-a-comparator",
+        "comparator-list",
+        "boolean",
+    ],
 )
 def test_a_temperature_that_cannot_be_read_leaves_fever_unknown_and_is_named(cds, change):
     """Issue 23; policy SP-3 p1: an unreadable temperature is unknown, never absent: fever is still asked
-    and the record is listed as not used."""
+    and the record is listed as not used. So is one whose comparator does not put it at or above the
+    threshold: below (<), at most (<=), a sufficient amount (ad), or more than a value below 38 C."""
     reading = temperature(38.5)
     del reading["valueQuantity"]
     reading.update(change)
@@ -1128,6 +1149,22 @@ def test_a_temperature_that_cannot_be_read_leaves_fever_unknown_and_is_named(cds
     assert "(provisional)" in card["summary"]
     [note] = [item for item in not_used(card) if item.startswith("Observation/obs-90")]
     assert "not recognised" in note and "stays unknown" in note
+
+
+@pytest.mark.parametrize(
+    ("comparator", "value", "unit"),
+    [(">=", 38.0, "Cel"), (">", 38.0, "Cel"), (">", 39.2, "Cel"), (">=", 100.4, "[degF]"), (">", 102, "[degF]")],
+)
+def test_a_temperature_at_least_38_c_by_its_comparator_is_fever(cds, comparator, value, unit):
+    """Independent review, issue 23; findings.yaml's fever question (38 C or more) and policy SP-6 p1 (fever
+    with low back pain is urgent, RF-FEVER-BACK-PAIN): a temperature recorded as at least (>=) or more than
+    (>) a value at or above 38.0 C (100.4 F) is at least that, so fever is present (it was left unknown)."""
+    reading = temperature(value, unit)
+    reading["valueQuantity"]["comparator"] = comparator
+    card = the_card(cds.post(SERVICE_URL, json=with_vitals(observations_for(BACK_PAIN_FEVER_UNKNOWN), [reading])))
+    assert fever_read(card) == "present" and level(card) == "urgent"
+    assert {"reference": "Observation/obs-90"} in assessment(card)["basis"]
+    assert not [item for item in not_used(card) if item.startswith("Observation/obs-90")]
 
 
 @pytest.mark.parametrize(("value", "unit"), [(38.5, "[degF]"), (3.85, "Cel"), (385, "Cel"), (24.0, "Cel")])
@@ -1313,32 +1350,82 @@ def test_a_child_known_by_birth_year_or_month_gets_what_a_full_birth_date_gives(
     assert "birthDate gives only the year" in _date_note(card)
 
 
-def _straddling_65(form: str) -> str:
-    """A birth year (or this month's year-month) 65 years ago: 64 or 65 depending on the day. None straddles
-    on 31 December (or on a month's last day): every such birthday has passed, so the test is skipped then."""
+def _straddling(years: int, form: str) -> str:
+    """A birth year (or this month's year-month) `years` ago: `years` - 1 or `years` depending on the day. None
+    straddles on 31 December (or on a month's last day): every such birthday has passed, so the test is skipped
+    then."""
     today = datetime.now(UTC).date()
     if form == "year":
         if (today.month, today.day) == (12, 31):
             pytest.skip("on 31 December a birth year gives an exact age")
-        return str(today.year - 65)
+        return str(today.year - years)
     if (today + timedelta(days=1)).day == 1:
         pytest.skip("on a month's last day a birth year-month gives an exact age")
-    return f"{today.year - 65}-{today.month:02d}"
+    return f"{today.year - years}-{today.month:02d}"
+
+
+def _more_urgent_at(card: dict[str, Any], born: str, younger: int, age: int, logs: Any) -> None:
+    """The card answers at `age`, not provisional on the age, and says so under "read in part", with the ages
+    only: neither the note nor the birth date is logged."""
+    assert AGE_QUESTION not in still_to_ask(card)
+    note = _date_note(card)
+    given = "the year" if len(born) == 4 else "the year and month"
+    assert f"birthDate gives only {given}; the age is {younger} or {younger + 1}" in note
+    assert f"the more urgent answer (at {age}) is given; the exact age could make it less urgent" in note
+    assert born[:4] not in note
+    logged = all_logged(logs)
+    assert "more urgent answer" not in logged and f'"{born}"' not in logged and f"{younger} or" not in logged
 
 
 @pytest.mark.parametrize("form", ["year", "year-month"])
-def test_a_birth_date_whose_ages_straddle_a_threshold_leaves_the_age_unknown_and_says_why(cds, form, logs):
-    """Independent review, issue 23; policy SP-3 p1, SP-5 p3 and SP-8: born 65 years ago this year (or this
-    month), the patient is 64 or 65 depending on the day, either side of the 65 of
-    RF-OLDER-SUDDEN-SEVERE-BACK-PAIN: the age stays unknown and asked for (urgent, provisional), and the card
-    says why. Nothing about the patient is logged."""
-    born = _straddling_65(form)
+def test_a_birth_date_whose_ages_straddle_65_gives_the_emergency_of_65(cds, form, logs):
+    """Independent review, issue 23; policy SP-5 p3 and SP-8: born 65 years ago this year (or this month), the
+    patient is 64 or 65 depending on the day, either side of the 65 of RF-OLDER-SUDDEN-SEVERE-BACK-PAIN. A
+    sudden failed raise with severe low back pain is an emergency at 65 and urgent at 64: the more urgent
+    answer is given, at 65, and the card says the exact age could make it less urgent (it was urgent,
+    provisional, with the age asked)."""
+    born = _straddling(65, form)
+    card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(SUDDEN_SEVERE_BACK_PAIN, born)))
+    assert level(card) == "emergency" and "RF-OLDER-SUDDEN-SEVERE-BACK-PAIN" in rules(card)
+    _more_urgent_at(card, born, 64, 65, logs)
+
+
+@pytest.mark.parametrize("form", ["year", "year-month"])
+def test_a_birth_date_whose_ages_straddle_50_gives_the_urgent_answer_of_50(cds, form, logs):
+    """Independent review, issue 23; policy SP-6 p2: unexplained weight loss with low back pain is urgent at 50
+    or over (RF-WEIGHT-LOSS-BACK-PAIN-50), routine below. Born 50 years ago this year (or this month), 49 or
+    50: the urgent answer at 50 is given (it was routine)."""
+    born = _straddling(50, form)
+    card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(WEIGHT_LOSS_BACK_PAIN, born)))
+    assert level(card) == "urgent" and "RF-WEIGHT-LOSS-BACK-PAIN-50" in rules(card)
+    _more_urgent_at(card, born, 49, 50, logs)
+
+
+@pytest.mark.parametrize("form", ["year", "year-month"])
+def test_a_birth_date_whose_ages_straddle_16_gives_the_childs_emergency_of_15(cds, form, logs):
+    """Independent review, issue 23; policy SP-8 p2: a limping child with fever is an emergency
+    (RF-CHILD-FEVER-HIP), outside the intended use. Born 16 years ago this year (or this month), 15 or 16: the
+    emergency at 15 is given, with the out-of-scope card (it was routine)."""
+    born = _straddling(16, form)
+    card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(LIMPING_WITH_FEVER, born)))
+    assert level(card) == "emergency" and "RF-CHILD-FEVER-HIP" in rules(card)
+    assert "(under 16, outside intended use)" in card["summary"]
+    _more_urgent_at(card, born, 15, 15, logs)
+
+
+@pytest.mark.parametrize("form", ["year", "year-month"])
+def test_a_birth_date_whose_ages_straddle_a_threshold_that_changes_no_level_leaves_the_age_asked(cds, form, logs):
+    """Independent review, issue 23; policy SP-3 p1, SP-5 p3 and SP-6: born 50 years ago this year (or this
+    month), 49 or 50. A sudden failed raise with severe low back pain is urgent at 49 and at 50, so no age
+    gives a more urgent answer: the age stays unknown and asked for (65 would make it an emergency), the
+    answer provisional, and the card says why. Nothing about the patient is logged."""
+    born = _straddling(50, form)
     card = the_card(cds.post(SERVICE_URL, json=_birth_date_call(SUDDEN_SEVERE_BACK_PAIN, born)))
     assert level(card) == "urgent" and "RF-OLDER-SUDDEN-SEVERE-BACK-PAIN" not in rules(card)
     assert "(provisional)" in card["summary"] and AGE_QUESTION in still_to_ask(card)
     note = _date_note(card, used=False)
-    assert "between 64 and 65" in note and "either side of 65" in note and "the age stays unknown" in note
-    assert "between 64 and 65" not in all_logged(logs) and f'"{born}"' not in all_logged(logs)
+    assert "between 49 and 50" in note and "either side of 50" in note and "the age stays unknown" in note
+    assert "between 49 and 50" not in all_logged(logs) and f'"{born}"' not in all_logged(logs)
 
 
 # Deterministic: extract() on a fixed day, 6 December 2026, at the edges of the calendar, the knowledge's
@@ -1383,6 +1470,47 @@ def test_the_age_a_birth_date_gives_on_a_fixed_day(kb, born, age, says):
     assert found.request.get("patient", {}).get("age") == age
     reasons = [n.reason for n in found.notes if n.label == "Date of birth"]
     assert [says in reason for reason in reasons] == ([] if says is None else [True]), reasons
+
+
+@pytest.mark.parametrize(
+    ("born", "ages"),
+    [("1961", (64, 65)), ("1961-12", (64, 65)), ("1976-12", (49, 50)), ("2010", (15, 16)), ("1950", None)],
+)
+def test_a_birth_date_whose_ages_straddle_a_threshold_carries_the_ages_to_evaluate(kb, born, ages):
+    """Independent review, issue 23; policy SP-3 p1 and SP-8: the extraction leaves a straddling age unknown
+    and carries one age for each side of the threshold, for the service to evaluate."""
+    data = Gathered(patient=patient(birthDate=born))
+    found = extract(load_mapping(kb), data, patient_id=PATIENT_ID, now=DAY, max_age=timedelta(days=90))
+    assert ("age" in found.request.get("patient", {})) is (ages is None)
+    assert (found.straddle.ages if found.straddle else None) == ages
+    if ages is not None:  # the service's choice: the age set, the note turned "read in part", ages only
+        chosen = at_age(found, ages[1])
+        assert chosen.request["patient"]["age"] == ages[1] and chosen.straddle is None
+        [note] = [n for n in chosen.notes if n.label == "Date of birth"]
+        assert note.used and f"the age is {ages[0]} or {ages[1]}" in note.reason and born[:4] not in note.reason
+        assert "age" not in found.request.get("patient", {})  # the extraction itself is unchanged
+
+
+def test_a_partial_birth_date_never_spans_more_than_one_threshold(kb):
+    """A year or a year-month allows at most two ages, a year apart, so at most one threshold falls between
+    them and the youngest and the oldest age cover every side (on every day of a leap year)."""
+    mapping, start = load_mapping(kb), datetime(2028, 1, 1, 9, tzinfo=UTC)
+    dates = [*(str(2028 - n) for n in (15, 16, 17, 18, 45, 50, 65, 66)), *(f"2012-{m:02d}" for m in range(1, 13))]
+    straddles = 0
+    for now in (start + timedelta(days=d) for d in range(366)):
+        for born in dates:
+            found = extract(
+                mapping,
+                Gathered(patient=patient(birthDate=born)),
+                patient_id=PATIENT_ID,
+                now=now,
+                max_age=timedelta(days=90),
+            )
+            if found.straddle:
+                straddles += 1
+                assert found.straddle.ages == (found.straddle.youngest, found.straddle.oldest)
+                assert found.straddle.oldest == found.straddle.youngest + 1
+    assert straddles > 366
 
 
 def test_on_31_december_a_birth_year_gives_the_exact_age(kb):

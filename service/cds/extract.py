@@ -7,13 +7,18 @@ the more abnormal one is used, so a conflicting record can never lower the level
 A measurement read against a threshold (body temperature for fever) is combined more cautiously than an
 answer: one at or above the threshold counts like an active Condition, whatever was recorded after it
 within the age limit, and one below it never supersedes another record, so a later normal reading never
-hides a fever. A quantity in a unit the mapping does not name, without a value or with a comparator is
-not used and leaves the finding unknown.
+hides a fever. A quantity in a unit the mapping does not name or without a value is not used and leaves
+the finding unknown; so is one with a comparator, unless it is `>=` or `>` a value at or above the
+threshold (at least that: present).
+
+A partial birthDate whose possible ages fall either side of an age threshold leaves the age unknown and
+carries one age for each side (`Straddle`); the service evaluates each and may answer `at_age` one.
 """
 
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -33,6 +38,8 @@ NOT_CONFIRMED = frozenset({"refuted", "entered-in-error"})
 SEXES = frozenset({"male", "female", "other", "unknown"})
 _DATE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?")
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+DATE_OF_BIRTH = "Date of birth"
+AT_LEAST = frozenset({">=", ">"})  # comparators that make a quantity at least its value
 
 
 class WrongPatient(Exception):
@@ -65,11 +72,41 @@ class Gathered:
     notes: list[Note] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Straddle:
+    """A birthDate without a day whose possible ages fall either side of an age threshold of the rules."""
+
+    reference: str  # the Patient, whose note on the birthDate says the age stays unknown
+    given: str  # "the year" or "the year and month"
+    youngest: int
+    oldest: int
+    ages: tuple[int, ...]  # one age for each side of each threshold in between, the youngest first
+
+
 @dataclass
 class Extraction:
     request: dict[str, Any]
     used: list[str] = field(default_factory=list)  # references of the resources that set a finding
     notes: list[Note] = field(default_factory=list)  # the gathering's notes first
+    straddle: Straddle | None = None  # the age left unknown, and the ages it could be
+
+
+def at_age(found: Extraction, age: int) -> Extraction:
+    """`found` with a straddling age taken as `age`, one of `found.straddle.ages` giving the most urgent
+    answer; its note (the ages only, never the birth date) says so and that the exact age could lower it."""
+    straddle = found.straddle
+    if straddle is None or age not in straddle.ages:
+        raise ValueError("at_age: not one of the ages a straddling birthDate allows")
+    young, old = straddle.youngest, straddle.oldest
+    span = f"{young} or {old}" if old == young + 1 else f"between {young} and {old}"
+    reason = (
+        f"birthDate gives only {straddle.given}; the age is {span}, and the more urgent answer (at {age}) "
+        "is given; the exact age could make it less urgent"
+    )
+    birth = (straddle.reference, DATE_OF_BIRTH)
+    notes = [Note(*birth, reason, used=True) if (n.reference, n.label) == birth else n for n in found.notes]
+    request = {**found.request, "patient": {**found.request.get("patient", {}), "age": age}}
+    return dataclasses.replace(found, request=request, notes=notes, straddle=None)
 
 
 @dataclass(frozen=True)
@@ -234,11 +271,14 @@ PLAUSIBLE_BODY_TEMPERATURE = {"Cel": (25.0, 45.0), "[degF]": (77.0, 113.0)}
 
 
 def _read_threshold(threshold: dict[str, float], obs: dict[str, Any]) -> tuple[Any, str | None]:
-    """present at or above the threshold of the quantity's UCUM unit, absent below it; else why not used."""
+    """present at or above the threshold of the quantity's UCUM unit, absent below it; else why not used.
+
+    With a comparator, only `>=` or `>` a value at or above the threshold is read (present: at least that).
+    """
     quantity = obs.get("valueQuantity")
     units = " or ".join(threshold)
     problem = f"value not recognised (expected valueQuantity in UCUM {units}); the finding stays unknown"
-    if not isinstance(quantity, dict) or quantity.get("system") != UCUM or "comparator" in quantity:
+    if not isinstance(quantity, dict) or quantity.get("system") != UCUM:
         return None, problem
     unit, number = quantity.get("code"), quantity.get("value")
     limit = threshold.get(unit) if isinstance(unit, str) else None
@@ -247,6 +287,12 @@ def _read_threshold(threshold: dict[str, float], obs: dict[str, Any]) -> tuple[A
     low, high = PLAUSIBLE_BODY_TEMPERATURE.get(unit, (-math.inf, math.inf))
     if not low <= number <= high:
         return None, f"value outside {low:g} to {high:g} {unit}, not a possible reading; the finding stays unknown"
+    comparator = quantity.get("comparator")
+    if comparator is not None and (not isinstance(comparator, str) or comparator not in AT_LEAST or number < limit):
+        return None, (
+            "value not recognised: with a comparator, only >= or > a value at or above the threshold is read; "
+            "the finding stays unknown"
+        )
     return ("present" if number >= limit else "absent"), None
 
 
@@ -325,47 +371,54 @@ def _patient(patient: dict[str, Any], patient_id: str, now: datetime, ages: Ages
         info["sex"] = gender
     born = patient.get("birthDate")
     if born is not None and ages is not None:
-        age, reason = _age(born, now.date(), ages)
+        reference = f"Patient/{patient_id}"
+        age, reason, out.straddle = _age(born, now.date(), ages, reference)
         if age is not None:
             info["age"] = age
         if reason:
-            out.notes.append(Note(f"Patient/{patient_id}", "Date of birth", reason, used=age is not None))
+            out.notes.append(Note(reference, DATE_OF_BIRTH, reason, used=age is not None))
     if info:
         out.request["patient"] = info
 
 
-def _age(born: Any, today: date, ages: Ages) -> tuple[int | None, str]:
-    """The age a FHIR birthDate (YYYY, YYYY-MM or YYYY-MM-DD) gives today, and what the card should say.
+def _age(born: Any, today: date, ages: Ages, reference: str) -> tuple[int | None, str, Straddle | None]:
+    """The age a FHIR birthDate (YYYY, YYYY-MM or YYYY-MM-DD) gives today, what the card should say, and
+    the ages to evaluate when a threshold separates those it allows.
 
     A partial date gives an age only when no threshold of the knowledge falls between the youngest and the
     oldest age it allows: the youngest is then on the same side of every threshold as all the others.
+    Otherwise the age stays unknown, and the youngest age and each threshold in between (the first age on
+    its far side) stand for every side. A year or a month allows two ages at most, a year apart, so that is
+    the youngest and the oldest, either side of one threshold.
     """
     parts = re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", born) if isinstance(born, str) else None
     if parts is None:
-        return None, "birthDate is not a date (YYYY, YYYY-MM or YYYY-MM-DD); the age stays unknown"
+        return None, "birthDate is not a date (YYYY, YYYY-MM or YYYY-MM-DD); the age stays unknown", None
     year, month, day = (int(p) if p else None for p in parts.groups())
     try:
         first = date(year, month or 1, day or 1)
         last = date(year, month or 12, day or calendar.monthrange(year, month or 12)[1])
     except ValueError:
-        return None, "birthDate is not a date (YYYY, YYYY-MM or YYYY-MM-DD); the age stays unknown"
+        return None, "birthDate is not a date (YYYY, YYYY-MM or YYYY-MM-DD); the age stays unknown", None
     if first <= today < last:  # born this month or year: by today, never later
         last = today
     youngest, oldest = (today.year - b.year - ((today.month, today.day) < (b.month, b.day)) for b in (last, first))
     if youngest < ages.minimum or oldest > ages.maximum:
-        return None, f"birthDate gives an age outside {ages.minimum} to {ages.maximum}; the age stays unknown"
+        return None, f"birthDate gives an age outside {ages.minimum} to {ages.maximum}; the age stays unknown", None
     if day is not None:
-        return youngest, ""
+        return youngest, "", None
     given = "the year" if month is None else "the year and month"
-    between = [str(n) for n in ages.thresholds if youngest < n <= oldest]
+    between = [n for n in ages.thresholds if youngest < n <= oldest]
     if between:
-        return None, (
+        reason = (
             f"birthDate gives only {given}; the age is between {youngest} and {oldest}, either side of "
-            f"{' and '.join(between)}, an age the rules use; the age stays unknown"
+            f"{' and '.join(map(str, between))}, an age the rules use; the age stays unknown"
         )
+        return None, reason, Straddle(reference, given, youngest, oldest, (youngest, *between))
     if youngest == oldest:
-        return youngest, f"birthDate gives only {given}; age {youngest} whatever the day"
-    return youngest, (
+        return youngest, f"birthDate gives only {given}; age {youngest} whatever the day", None
+    reason = (
         f"birthDate gives only {given}; age taken as {youngest} to {oldest}, which no age threshold of the "
         "rules separates"
     )
+    return youngest, reason, None

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from service.cds.cards import CardContext, triage_card
-from service.cds.extract import extract
+from service.cds.extract import Extraction, at_age, extract
 from service.cds.mapping import Mapping
 from service.cds.prefetch import gather
 from service.cds.setup import CdsState
@@ -73,5 +73,18 @@ def answer_hook(
     if not found.request["findings"] and not found.notes:
         return Answer({"cards": []})  # nothing recorded that this service reads: nothing to say
     result = evaluate(kb, found.request)
+    if found.straddle is not None:
+        found, result = _most_urgent(kb, found, found.straddle.ages, result)
     ctx = CardContext(context["patientId"], context.get("encounterId"), base_url, public, now)
     return Answer({"cards": [triage_card(kb, result, found.notes, found.used, ctx)]}, found.request, result)
+
+
+def _most_urgent(
+    kb: KnowledgeBase, found: Extraction, ages: tuple[int, ...], result: dict[str, Any]
+) -> tuple[Extraction, dict[str, Any]]:
+    """For a partial birthDate whose possible ages straddle a threshold (`ages`, one for each side): the
+    extraction and answer at the age giving the most urgent level (the youngest such) when they differ;
+    else `found` and `result` as they are, the age unknown and asked for. The engine is not changed."""
+    tried = [(chosen, evaluate(kb, chosen.request)) for chosen in (at_age(found, age) for age in ages)]
+    ranks = [kb.levels[answer["triage"]["level"]].rank for _, answer in tried]
+    return (found, result) if len(set(ranks)) == 1 else tried[ranks.index(min(ranks))]
