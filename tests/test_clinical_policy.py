@@ -180,6 +180,24 @@ def test_scope_names_the_population_for_each_age(triage):
         assert triage(exam(), {"age": age})["triage"]["level"] == "self_care"
 
 
+@pytest.mark.parametrize("age", [16, 30, 70, 95, None])
+@pytest.mark.parametrize("pain", [None, [], ["low_back"], ["groin"], ["posterior_leg"]])
+def test_fever_with_walking_affected_is_at_least_urgent_at_any_age(triage, age, pain):
+    """H-02; SP-6 p6 (issue 23, the independent clinical review): fever with walking affected (a new limp)
+    is at least urgent at any age, wherever the pain is or while its place is unknown, with blood tests on a
+    same-day referral; under 16 it stays an emergency (SP-8 p2)."""
+    findings = exam({"systemic.fever": "present", "function.walking_affected": "present", "pain.locations": pain})
+    result = triage(findings, None if age is None else {"age": age})
+    assert result["triage"]["level"] == "urgent", (age, pain, result["triage"]["rules"])
+    assert "RF-FEVER-WALKING-AFFECTED" in fired(result)
+    blood = [r for r in result["referrals"] if "blood_tests" in r["tests"]]
+    assert blood and all(r["urgency"] == "urgent" for r in blood), result["referrals"]
+    child = triage(findings, {"age": 12})
+    assert child["triage"]["level"] == "emergency" and "RF-CHILD-FEVER-HIP" in fired(child)
+    without = triage(exam({"systemic.fever": "present", "function.walking_affected": None}), {"age": 30})
+    assert "findings.function.walking_affected" in [m["field"] for m in without["missing"]]  # asked, not assumed
+
+
 def test_an_unknown_age_is_asked_when_a_rule_waits_on_it(triage):
     """SP-6 p5: an unknown age keeps the answer provisional and asks for it."""
     result = triage(exam())

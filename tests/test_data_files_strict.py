@@ -85,8 +85,8 @@ KNOWLEDGE = {
     ),
     "catalog-duplicate": Edit(
         "catalog.yaml",
-        'version: "2026.12.1"\n',
-        'version: "2026.12.1"\nversion: "2026.12.2"\n',
+        'version: "2026.12.2"\n',
+        'version: "2026.12.2"\nversion: "2026.12.3"\n',
         "catalog.yaml: version: duplicate key (lines 2 and 3)",
     ),
     "catalog-wrong-type": Edit(
@@ -252,7 +252,7 @@ def test_conditions_are_checked_to_the_leaf(tmp_path):
 def test_valid_files_load_as_before():
     kb = load_knowledge(ROOT / "service" / "knowledge")
     assert kb.sha256 == load_knowledge().sha256
-    assert len(kb.rules) == 74
+    assert len(kb.rules) == 75
 
 
 # --- the API-key file and the trust file ------------------------------------------------------------
