@@ -153,8 +153,9 @@ class TriageLevel(StrictSchema):
     action = string()
     provisional = boolean("True when an unknown finding could, if abnormal, raise the level (see missing).")
     incomplete = boolean(
-        "True when no red-flag question has been answered (policy SP-3). Up to routine, label and action then say "
-        "that the answer is not a triage decision; a more urgent level found anyway stands, with its own label."
+        "True when no red-flag question has been answered and nothing more urgent than routine was found: the "
+        "answer is then not a triage decision, and label and action say so (policy SP-3 p3). An urgent or "
+        "emergency level found before any red-flag answer is a decision: false, with its own label."
     )
     rules = strings("Rules that set the level.")
     citations = many(CitationOut)

@@ -679,6 +679,15 @@ def test_an_active_low_back_pain_condition_sets_pain_at_the_low_back(cds):
     assert {"reference": f"Condition/cond-{LOW_BACK_PAIN}-active"} in assessment(card)["basis"]
 
 
+def test_a_low_back_pain_condition_alone_answers_no_red_flag_question(cds):
+    """Policy SP-3 p3 (independent review, issue 23): a Condition says the pain is at the low back, not that
+    it is not down both legs, so no red-flag question is answered: an incomplete assessment, as the same
+    exam with nothing recorded would be, never a plain routine answer."""
+    card = the_card(cds.post(SERVICE_URL, json=prefetched(None, [condition(LOW_BACK_PAIN)])))
+    assert card["summary"].startswith("Incomplete assessment") and card["indicator"] == "warning"
+    assert any(item.startswith("Where is the pain") for item in still_to_ask(card))
+
+
 @pytest.mark.parametrize("status", ["inactive", "resolved", "remission"])
 def test_an_inactive_low_back_pain_condition_is_not_used(cds, status):
     call = prefetched(observations_for(WEIGHT_LOSS_PAIN_LOCATION_UNKNOWN), [condition(LOW_BACK_PAIN, status)])

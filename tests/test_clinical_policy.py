@@ -141,10 +141,13 @@ def test_one_red_flag_answered_makes_the_assessment_complete_but_provisional(tri
 
 
 def test_an_urgent_finding_keeps_its_label_when_no_red_flag_was_asked(triage):
-    """SP-3 p3: 'incomplete' never hides an urgent level behind a label."""
+    """SP-3 p3: 'incomplete' never hides an urgent level behind a label, nor flags it: an urgent level found
+    before any red-flag answer is a decision (independent review, issue 23), and the red flags are asked."""
     result = triage({"slr": {"result": "weak", "side": "both"}}, ADULT)
-    assert result["triage"]["incomplete"] is True
+    assert result["triage"]["incomplete"] is False
     assert (result["triage"]["level"], result["triage"]["label"]) == ("urgent", "Urgent")
+    assert {"findings.bladder", "findings.bowel", "findings.saddle_numbness"} <= {m["field"] for m in result["missing"]}
+    assert triage({"slr": {"result": "weak"}}, ADULT)["triage"]["incomplete"] is True  # routine: not a decision
 
 
 def test_pain_without_a_place_is_a_conflict_read_the_more_urgent_way(triage):

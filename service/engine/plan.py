@@ -80,7 +80,8 @@ class Plan:
     conflict_checks: tuple[Check, ...] = ()
     scope: Scope | None = None
     scope_citations: tuple[str, ...] = ()
-    red_flag_findings: tuple[str, ...] = ()  # findings with a red-flag value: all unknown = nothing asked
+    # Findings with a red-flag value, and those values: all unknown = nothing asked (policy SP-3 p3).
+    red_flag_findings: tuple[tuple[str, frozenset], ...] = ()
     fitness_causes: frozenset[str] = frozenset()  # causes whose own citations are all fitness material
     emergency_tests: frozenset[str] = frozenset()  # tests an emergency department arranges itself
     decisions: dict[tuple, Any] = field(default_factory=dict)  # see triage._decision
@@ -115,7 +116,7 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
         conflict_checks=tuple(_with_truth_table(_compile(c.when), _reads(c.when)) for c in kb.conflicts),
         scope=kb.scope,
         scope_citations=tuple(c.id for c in kb.scope.citations) if kb.scope else (),
-        red_flag_findings=tuple(path for path, f in kb.findings.items() if f.red_flags),
+        red_flag_findings=tuple((path, f.red_flags) for path, f in kb.findings.items() if f.red_flags),
         emergency_tests=frozenset(kb.emergency_tests),
         fitness_causes=frozenset(
             cid for cid, cause in kb.causes.items() if all(c.authority == "fitness" for c in cause.citations)

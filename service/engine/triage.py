@@ -101,7 +101,15 @@ def population(plan: Plan, facts: Facts) -> str:
 
 
 def incomplete(plan: Plan, facts: Facts) -> bool:
-    return all(facts[path] is None for path in plan.red_flag_findings)
+    """No red-flag question answered: every red-flag finding unknown, or, for a set known only in part
+    (from FHIR), none of its red-flag members known either way (policy SP-3 p3)."""
+    return not any(_answered(facts[path], red) for path, red in plan.red_flag_findings)
+
+
+def _answered(value: Any, red_flags: frozenset) -> bool:
+    if isinstance(value, PartialSet):
+        return not red_flags.isdisjoint(value.present | value.absent)
+    return value is not None
 
 
 # --- decisions --------------------------------------------------------------------------------------
@@ -166,7 +174,7 @@ def decide(kb: KnowledgeBase, plan: Plan, judged: Judged, context: Context) -> D
         "label": label,
         "action": action,
         "provisional": bool(missing),
-        "incomplete": context.incomplete,
+        "incomplete": said_incomplete,  # an urgent level found before any red-flag answer is a decision
         "rules": [rp.rule.id for rp in setters],
         "citations": locators(plan, [c for rp in setters for c in rp.citations]),
     }
