@@ -1110,4 +1110,29 @@ POLICY_CASES = [
         rules={"LV-WALKING-AFFECTED"},
         not_rules={"RF-FEVER-WALKING-AFFECTED"},
     ),
+    # --- H-04 (issue 23, from the independent clinical review): in a child, pain from the hip (septic
+    # arthritis, a slipped upper femoral epiphysis) is often felt in the thigh (SP-8 p2) ------------------
+    PolicyCase(
+        "febrile 10-year-old with pain at the front of the thigh",
+        "H-04; SP-8 p2",
+        {"systemic.fever": "present", "pain.locations": ["anterior_thigh"], "pain.severity": 5},
+        "emergency",
+        patient={"age": 10},
+        edge="escalates",
+        rules={"RF-CHILD-FEVER-HIP"},
+        top="septic_arthritis_hip",
+        referrals=[("emergency_department", "emergency", ["x_ray", "blood_tests"])],
+        scope="out",
+    ),
+    PolicyCase(
+        "10-year-old with pain at the front of the thigh and no fever",
+        "H-04; SP-8 p2",
+        {"pain.locations": ["anterior_thigh"], "pain.severity": 5},
+        "routine",
+        patient={"age": 10},
+        edge="neighbour",
+        rules={"LV-CHILD"},
+        not_rules={"RF-CHILD-FEVER-HIP"},
+        scope="out",
+    ),
 ]

@@ -201,6 +201,28 @@ def test_fever_with_walking_affected_is_at_least_urgent_at_any_age(triage, age, 
     assert "findings.function.walking_affected" in [m["field"] for m in without["missing"]]  # asked, not assumed
 
 
+@pytest.mark.parametrize("age", [1, 5, 10, 15])
+@pytest.mark.parametrize(
+    "pain", [["anterior_thigh"], ["anterior_thigh", "low_back"], ["anterior_thigh", "posterior_leg"]]
+)
+def test_a_febrile_child_with_thigh_pain_is_an_emergency(triage, age, pain):
+    """H-04; SP-8 p2 (issue 23, the independent clinical review): in a child, pain from the hip (septic
+    arthritis, a slipped upper femoral epiphysis) is often felt in the thigh, so fever with pain at the front
+    of the thigh under 16 is the emergency that fever with hip or groin pain is, with blood tests and X-ray;
+    without fever it is not, and at 16 it is the adult's urgent fever with front thigh pain (SP-6 p1)."""
+    findings = exam({"systemic.fever": "present", "pain.locations": pain, "pain.severity": 5})
+    result = triage(findings, {"age": age})
+    assert result["triage"]["level"] == "emergency", (age, pain, result["triage"]["rules"])
+    assert "RF-CHILD-FEVER-HIP" in fired(result)
+    assert cause_ids(result)[0] == "septic_arthritis_hip"
+    ed = referral(result, "emergency_department")
+    assert ed is not None and {"blood_tests", "x_ray"} <= set(ed["tests"]), result["referrals"]
+    without = triage(exam({"pain.locations": pain, "pain.severity": 5}), {"age": age})
+    assert "RF-CHILD-FEVER-HIP" not in fired(without) and without["triage"]["level"] != "emergency"
+    adult = triage(findings, {"age": 16})
+    assert adult["triage"]["level"] == "urgent" and "RF-CHILD-FEVER-HIP" not in fired(adult)
+
+
 def test_an_unknown_age_is_asked_when_a_rule_waits_on_it(triage):
     """SP-6 p5: an unknown age keeps the answer provisional and asks for it."""
     result = triage(exam())
