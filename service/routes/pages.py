@@ -22,10 +22,14 @@ STYLESHEET = (Path(__file__).resolve().parents[1] / "templates" / "pages.css").r
 PAGES_POLICY = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
-def _page(html: str, status: int = 200) -> flask.Response:
-    response = flask.Response(html, status=status, mimetype="text/html")
+@blp.after_request
+def _with_policy(response: flask.Response) -> flask.Response:
     response.headers["Content-Security-Policy"] = PAGES_POLICY
     return response
+
+
+def _page(html: str, status: int = 200) -> flask.Response:
+    return flask.Response(html, status=status, mimetype="text/html")
 
 
 @blp.get("/knowledge")
@@ -44,6 +48,4 @@ def rule_page(rule_id: str) -> flask.Response:
 
 @blp.get("/knowledge/pages.css")
 def stylesheet() -> flask.Response:
-    response = flask.Response(STYLESHEET, mimetype="text/css")
-    response.headers["Content-Security-Policy"] = PAGES_POLICY
-    return response
+    return flask.Response(STYLESHEET, mimetype="text/css")
